@@ -1,0 +1,77 @@
+"""Fixtures shared by every compat test.
+
+- `broker`: a real target/debug/odradek process shared by the tests of one
+  module (a fresh one per module). Checked before and after every test: if a
+  test leaves it dead, that test errors with the broker's log tail and the
+  next test gets a new process on the same port and data dir.
+- `fresh_broker`: a process of the test's own, for tests that restart it or
+  feed it garbage.
+- `topic`: a topic name unique to the test.
+Every failing test that used a broker gets the tail of that broker's log
+attached to its report.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness.broker import BrokerProcess  # noqa: E402
+
+
+def _new_broker(tmp_path_factory, name: str, **kwargs) -> BrokerProcess:
+    base = tmp_path_factory.mktemp(name)
+    return BrokerProcess(data_dir=base / "data", log_dir=base / "logs", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def module_broker(tmp_path_factory, request):
+    broker = _new_broker(tmp_path_factory, f"broker-{request.module.__name__}")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def broker(module_broker: BrokerProcess):
+    if not module_broker.running():
+        # A previous test killed it (and was reported for it); start afresh.
+        module_broker.start()
+    yield module_broker
+    if not module_broker.running():
+        code = module_broker.proc.returncode if module_broker.proc else None
+        pytest.fail(
+            f"odradek died during this test (exit code {code})\n{module_broker.describe_failure()}", pytrace=False
+        )
+
+
+@pytest.fixture
+def fresh_broker(tmp_path_factory, request):
+    broker = _new_broker(tmp_path_factory, "own-broker")
+    broker.start()
+    yield broker
+    if broker.running():
+        broker.stop()
+
+
+@pytest.fixture
+def topic(request) -> str:
+    """A topic name unique to this test (Kafka allows [a-zA-Z0-9._-])."""
+    stem = re.sub(r"[^a-zA-Z0-9._-]+", "-", request.node.name)[:120].strip("-")
+    return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, BrokerProcess):
+                report.sections.append((f"odradek log {value.log_path}", value.log_tail(80)))
+    return report
