@@ -1,0 +1,366 @@
+//! The controller: the single writer of cluster metadata. Requests that change metadata (CreateTopics,
+//! DeleteTopics, CreatePartitions, AlterConfigs, producer-id blocks) are planned against the current image by
+//! pure functions that return records; the runtime appends those records to the metadata log, fsyncs, applies
+//! them to a new image and publishes it. State changes only when records are applied.
+//!
+//! Today the quorum is this one node and the metadata log is a local file; the replicated quorum (openraft)
+//! replaces [`MetadataLog`] without changing the planning functions or the image.
+
+pub mod image;
+pub mod records;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use uuid::Uuid;
+
+use crate::config::{self, ConfigError};
+pub use image::{MetadataImage, PartitionImage, TopicImage};
+pub use records::{ConfigResource, MetadataRecord};
+
+/// Producer ids are handed out in blocks; each block costs one metadata record.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+/// Kafka's limit on topic name length.
+pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
+/// Upper bound on partitions per topic, so a request cannot make us open millions of files.
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+/// Upper bound on one metadata record (the largest is a config value).
+const MAX_RECORD_BYTES: usize = 1 << 20;
+
+#[derive(thiserror::Error, Debug)]
+pub enum ControllerError {
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    #[error("topic id {0} does not exist")]
+    UnknownTopicId(Uuid),
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopic { name: String, reason: String },
+    #[error("invalid partition count {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor {factor}: {reason}")]
+    InvalidReplicationFactor { factor: i32, reason: String },
+    #[error("replica assignments are not supported on a single broker: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
+    #[error("topic deletion is disabled (delete.topic.enable=false)")]
+    TopicDeletionDisabled,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("metadata log: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Checks a topic name as Kafka does: 1..=249 of [a-zA-Z0-9._-], not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
+    let invalid = |reason: &str| ControllerError::InvalidTopic { name: name.to_string(), reason: reason.to_string() };
+    if name.is_empty() {
+        return Err(invalid("the name is empty"));
+    }
+    if name == "." || name == ".." {
+        return Err(invalid("'.' and '..' are not allowed"));
+    }
+    if name.len() > MAX_TOPIC_NAME_LENGTH {
+        return Err(invalid("longer than 249 characters"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return Err(invalid("only ASCII letters, digits, '.', '_' and '-' are allowed"));
+    }
+    Ok(())
+}
+
+/// What CreateTopics asks for, after defaults are filled in.
+pub struct NewTopic {
+    pub name: String,
+    pub num_partitions: i32,
+    pub replication_factor: i32,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Plans the records that create a topic.
+pub fn plan_create_topic(image: &MetadataImage, node_id: i32, topic: &NewTopic) -> Result<Vec<MetadataRecord>, ControllerError> {
+    validate_topic_name(&topic.name)?;
+    if image.topic(&topic.name).is_some() {
+        return Err(ControllerError::TopicExists(topic.name.clone()));
+    }
+    if topic.num_partitions < 1 || topic.num_partitions > MAX_PARTITIONS_PER_TOPIC {
+        return Err(ControllerError::InvalidPartitions(format!(
+            "{}: must be between 1 and {MAX_PARTITIONS_PER_TOPIC}",
+            topic.num_partitions
+        )));
+    }
+    if topic.replication_factor != 1 {
+        return Err(ControllerError::InvalidReplicationFactor {
+            factor: topic.replication_factor,
+            reason: "larger than the 1 available broker".into(),
+        });
+    }
+    for (name, value) in &topic.configs {
+        config::validate_topic_config(name, value)?;
+    }
+    let topic_id = Uuid::new_v4();
+    let mut records = vec![MetadataRecord::Topic { name: topic.name.clone(), topic_id }];
+    records.extend((0..topic.num_partitions).map(|partition| new_partition(topic_id, partition, node_id)));
+    records.extend(topic.configs.iter().map(|(name, value)| MetadataRecord::Config {
+        resource: ConfigResource::Topic(topic.name.clone()),
+        name: name.clone(),
+        value: Some(value.clone()),
+    }));
+    Ok(records)
+}
+
+fn new_partition(topic_id: Uuid, partition: i32, node_id: i32) -> MetadataRecord {
+    MetadataRecord::Partition { topic_id, partition, replicas: vec![node_id], isr: vec![node_id], leader: node_id, leader_epoch: 0 }
+}
+
+/// Plans CreatePartitions: grow `name` to `total` partitions.
+pub fn plan_create_partitions(image: &MetadataImage, node_id: i32, name: &str, total: i32) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let topic = image.topic(name).ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
+    let current = topic.partitions.len() as i32;
+    if total <= current {
+        return Err(ControllerError::InvalidPartitions(format!("topic {name} has {current} partitions; {total} would not increase it")));
+    }
+    if total > MAX_PARTITIONS_PER_TOPIC {
+        return Err(ControllerError::InvalidPartitions(format!("{total}: at most {MAX_PARTITIONS_PER_TOPIC}")));
+    }
+    Ok((current..total).map(|p| new_partition(topic.topic_id, p, node_id)).collect())
+}
+
+/// One requested change to a config.
+pub enum ConfigChange {
+    Set(String, String),
+    Delete(String),
+}
+
+/// Plans config changes of a topic. With `replace_all` (AlterConfigs), overrides not named are removed.
+pub fn plan_alter_topic_configs(
+    image: &MetadataImage,
+    name: &str,
+    changes: &[ConfigChange],
+    replace_all: bool,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let topic = image.topic(name).ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
+    let resource = ConfigResource::Topic(name.to_string());
+    let mut records = Vec::new();
+    if replace_all {
+        for existing in topic.configs.keys() {
+            let kept = changes.iter().any(|c| matches!(c, ConfigChange::Set(n, _) if n == existing));
+            if !kept {
+                records.push(MetadataRecord::Config { resource: resource.clone(), name: existing.clone(), value: None });
+            }
+        }
+    }
+    for change in changes {
+        match change {
+            ConfigChange::Set(key, value) => {
+                config::validate_topic_config(key, value)?;
+                records.push(MetadataRecord::Config { resource: resource.clone(), name: key.clone(), value: Some(value.clone()) });
+            }
+            ConfigChange::Delete(key) => {
+                if config::topic_property(key).is_none() {
+                    return Err(ConfigError::Unknown(key.clone()).into());
+                }
+                records.push(MetadataRecord::Config { resource: resource.clone(), name: key.clone(), value: None });
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// The append-only metadata log: frames of [length u32][crc32c u32][record]. A torn tail (a crash in the
+/// middle of an append) is cut off on open; everything before it was fsynced before it was acknowledged.
+struct MetadataLog {
+    file: File,
+    fsync: bool,
+}
+
+impl MetadataLog {
+    fn open(dir: &Path, fsync: bool) -> Result<(MetadataLog, Vec<MetadataRecord>), ControllerError> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("metadata.log");
+        let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let (records, valid_len) = Self::replay(&bytes);
+        if valid_len < bytes.len() {
+            tracing::warn!(path = %path.display(), valid_len, file_len = bytes.len(), "truncating torn tail of the metadata log");
+            file.set_len(valid_len as u64)?;
+            file.sync_all()?;
+        }
+        Ok((MetadataLog { file, fsync }, records))
+    }
+
+    /// Decodes frames until the end or the first bad one; returns the records and the length that is good.
+    fn replay(bytes: &[u8]) -> (Vec<MetadataRecord>, usize) {
+        let mut records = Vec::new();
+        let mut position = 0;
+        while bytes.len() - position >= 8 {
+            let header = &bytes[position..position + 8];
+            let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+            if len > MAX_RECORD_BYTES || bytes.len() - position - 8 < len {
+                break;
+            }
+            let payload = &bytes[position + 8..position + 8 + len];
+            if crc32c::crc32c(payload) != crc {
+                break;
+            }
+            match MetadataRecord::decode(payload) {
+                Ok(record) => records.push(record),
+                Err(e) => {
+                    tracing::warn!(error = %e, position, "stopping metadata replay at an undecodable record");
+                    break;
+                }
+            }
+            position += 8 + len;
+        }
+        (records, position)
+    }
+
+    fn append(&mut self, records: &[MetadataRecord]) -> Result<(), ControllerError> {
+        let mut frames = Vec::new();
+        for record in records {
+            let payload = record.encode();
+            frames.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            frames.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+            frames.extend_from_slice(&payload);
+        }
+        self.file.write_all(&frames)?;
+        if self.fsync {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// The controller of a quorum of one.
+pub struct Controller {
+    node_id: i32,
+    image: RwLock<Arc<MetadataImage>>,
+    log: Mutex<MetadataLog>,
+    /// The producer-id block this broker hands out from: [next, end).
+    producer_ids: Mutex<(i64, i64)>,
+}
+
+impl Controller {
+    /// Opens the metadata log under `data_dir` and replays it into the image.
+    pub fn open(data_dir: &Path, node_id: i32, fsync: bool) -> Result<Controller, ControllerError> {
+        let (log, records) = MetadataLog::open(&metadata_dir(data_dir), fsync)?;
+        let mut image = MetadataImage::default();
+        records.iter().for_each(|r| image.apply(r));
+        Ok(Controller { node_id, image: RwLock::new(Arc::new(image)), log: Mutex::new(log), producer_ids: Mutex::new((0, 0)) })
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// The current image; cheap (an `Arc` clone).
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Plans with `plan` against the current image and commits the records it returns, all under the log
+    /// lock so plans never race. Returns the records committed and the new image.
+    pub fn commit<F>(&self, plan: F) -> Result<(Vec<MetadataRecord>, Arc<MetadataImage>), ControllerError>
+    where
+        F: FnOnce(&MetadataImage) -> Result<Vec<MetadataRecord>, ControllerError>,
+    {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.image();
+        let records = plan(&current)?;
+        if records.is_empty() {
+            return Ok((records, current));
+        }
+        log.append(&records)?;
+        let mut next = (*current).clone();
+        records.iter().for_each(|r| next.apply(r));
+        let next = Arc::new(next);
+        *self.image.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        Ok((records, next))
+    }
+
+    /// Hands out a producer id, committing a new block when the current one is used up.
+    pub fn allocate_producer_id(&self) -> Result<i64, ControllerError> {
+        let mut block = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if block.0 >= block.1 {
+            let node_id = self.node_id;
+            let (_, image) = self.commit(|image| {
+                Ok(vec![MetadataRecord::ProducerIds {
+                    broker: node_id,
+                    next_block_start: image.next_producer_id_block + PRODUCER_ID_BLOCK_SIZE,
+                }])
+            })?;
+            *block = (image.next_producer_id_block - PRODUCER_ID_BLOCK_SIZE, image.next_producer_id_block);
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+}
+
+pub fn metadata_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("__cluster_metadata-0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_topic(name: &str, partitions: i32) -> NewTopic {
+        NewTopic { name: name.into(), num_partitions: partitions, replication_factor: 1, configs: BTreeMap::new() }
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_eu-west").is_ok());
+        for bad in ["", ".", "..", "a b", "topic/1", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn create_topic_plans_topic_partitions_and_configs() {
+        let mut topic = new_topic("t", 3);
+        topic.configs.insert("retention.ms".into(), "100".into());
+        let records = plan_create_topic(&MetadataImage::default(), 1, &topic).unwrap();
+        assert_eq!(records.len(), 1 + 3 + 1);
+        let mut image = MetadataImage::default();
+        records.iter().for_each(|r| image.apply(r));
+        let t = image.topic("t").unwrap();
+        assert_eq!(t.partitions.len(), 3);
+        assert_eq!(t.partitions[2].leader, 1);
+        assert_eq!(t.configs.get("retention.ms").map(String::as_str), Some("100"));
+        assert!(matches!(plan_create_topic(&image, 1, &topic), Err(ControllerError::TopicExists(_))));
+        assert!(matches!(plan_create_topic(&image, 1, &new_topic("u", 0)), Err(ControllerError::InvalidPartitions(_))));
+        let mut bad_config = new_topic("v", 1);
+        bad_config.configs.insert("retention.ms".into(), "soon".into());
+        assert!(matches!(plan_create_topic(&image, 1, &bad_config), Err(ControllerError::InvalidConfig(_))));
+    }
+
+    #[test]
+    fn metadata_survives_reopen_and_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let controller = Controller::open(dir.path(), 1, true).unwrap();
+            controller.commit(|image| plan_create_topic(image, 1, &new_topic("kept", 2))).unwrap();
+            assert_eq!(controller.allocate_producer_id().unwrap(), 0);
+            assert_eq!(controller.allocate_producer_id().unwrap(), 1);
+        }
+        let log_path = metadata_dir(dir.path()).join("metadata.log");
+        let mut file = OpenOptions::new().append(true).open(&log_path).unwrap();
+        file.write_all(&[0, 0, 0, 50, 1, 2]).unwrap();
+        drop(file);
+        let controller = Controller::open(dir.path(), 1, true).unwrap();
+        assert_eq!(controller.image().topic("kept").unwrap().partitions.len(), 2);
+        // A restarted broker takes a fresh block, never reusing ids handed out before.
+        assert_eq!(controller.allocate_producer_id().unwrap(), PRODUCER_ID_BLOCK_SIZE);
+        controller.commit(|image| plan_create_partitions(image, 1, "kept", 4)).unwrap();
+        assert_eq!(controller.image().topic("kept").unwrap().partitions.len(), 4);
+    }
+}

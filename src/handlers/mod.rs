@@ -1,0 +1,141 @@
+//! One file per Kafka API. Each declares `VERSIONS`, the range it really handles, and an
+//! `async fn handle(ctx, header, request) -> response`. The table below drives both dispatch and the
+//! ApiVersions answer, so the broker never advertises an API it does not route.
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod alter_configs;
+pub mod incremental_alter_configs;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::VersionRange;
+
+use kafka_protocol::protocol::{Encodable, HeaderVersion};
+
+use crate::broker::Broker;
+use crate::protocol::{self, RequestError};
+
+/// What a handler knows about the request beyond its body.
+pub struct RequestContext {
+    pub broker: Arc<Broker>,
+    pub client_id: String,
+    pub peer: SocketAddr,
+}
+
+macro_rules! api_table {
+    ($( $key:ident => $module:ident($request:ty) ),* $(,)?) => {
+        /// Every API this broker serves, with the versions it handles.
+        pub static SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[ $( (ApiKey::$key, $module::VERSIONS) ),* ];
+
+        /// Decodes, handles and encodes one request. `Ok(None)` means no response is sent (acks=0).
+        async fn route(ctx: &RequestContext, api: ApiKey, header: &RequestHeader, body: &mut Bytes) -> Result<Option<BytesMut>, RequestError> {
+            let version = header.request_api_version;
+            let correlation_id = header.correlation_id;
+            match api {
+                $( ApiKey::$key => {
+                    let request: $request = protocol::decode_body(body, api, version)?;
+                    match $module::handle(ctx, header, request).await.into_reply() {
+                        Some(response) => protocol::encode_response(api, version, correlation_id, &response).map(Some),
+                        None => Ok(None),
+                    }
+                } )*
+                _ => Err(RequestError::UnknownApiKey(api as i16)),
+            }
+        }
+    };
+}
+
+api_table! {
+    Produce => produce(ProduceRequest),
+    Fetch => fetch(FetchRequest),
+    ListOffsets => list_offsets(ListOffsetsRequest),
+    Metadata => metadata(MetadataRequest),
+    ApiVersions => api_versions(ApiVersionsRequest),
+    CreateTopics => create_topics(CreateTopicsRequest),
+    DeleteTopics => delete_topics(DeleteTopicsRequest),
+    DeleteRecords => delete_records(DeleteRecordsRequest),
+    InitProducerId => init_producer_id(InitProducerIdRequest),
+    OffsetForLeaderEpoch => offset_for_leader_epoch(OffsetForLeaderEpochRequest),
+    DescribeConfigs => describe_configs(DescribeConfigsRequest),
+    AlterConfigs => alter_configs(AlterConfigsRequest),
+    CreatePartitions => create_partitions(CreatePartitionsRequest),
+    IncrementalAlterConfigs => incremental_alter_configs(IncrementalAlterConfigsRequest),
+    DescribeCluster => describe_cluster(DescribeClusterRequest),
+}
+
+/// A handler's result: a response, or for acks=0 produce possibly none.
+pub trait Reply {
+    type Response: Encodable + HeaderVersion;
+    fn into_reply(self) -> Option<Self::Response>;
+}
+
+macro_rules! always_replies {
+    ($($response:ty),* $(,)?) => {
+        $( impl Reply for $response {
+            type Response = $response;
+            fn into_reply(self) -> Option<Self::Response> {
+                Some(self)
+            }
+        } )*
+    };
+}
+
+always_replies!(
+    ProduceResponse, FetchResponse, ListOffsetsResponse, MetadataResponse, ApiVersionsResponse,
+    CreateTopicsResponse, DeleteTopicsResponse, DeleteRecordsResponse, InitProducerIdResponse,
+    OffsetForLeaderEpochResponse, DescribeConfigsResponse, AlterConfigsResponse, CreatePartitionsResponse,
+    IncrementalAlterConfigsResponse, DescribeClusterResponse,
+);
+
+impl<R: Reply<Response = R> + Encodable + HeaderVersion> Reply for Option<R> {
+    type Response = R;
+    fn into_reply(self) -> Option<R> {
+        self
+    }
+}
+
+pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {
+    SUPPORTED_APIS.iter().find(|(key, versions)| *key == api && !versions.is_empty()).map(|(_, versions)| *versions)
+}
+
+/// Handles one request frame (size prefix already removed). Errors close the connection, as in Kafka.
+pub async fn handle_frame(ctx: &mut RequestContext, frame: Bytes) -> Result<Option<BytesMut>, RequestError> {
+    let prefix = protocol::peek_prefix(&frame)?;
+    let api = ApiKey::try_from(prefix.api_key).map_err(|_| RequestError::UnknownApiKey(prefix.api_key))?;
+    let Some(versions) = supported_versions(api) else {
+        return Err(RequestError::UnknownApiKey(prefix.api_key));
+    };
+    if prefix.api_version < versions.min || prefix.api_version > versions.max {
+        if api == ApiKey::ApiVersions {
+            // KIP-511: a client newer than us learns our versions from a v0 answer it can always parse.
+            return api_versions::unsupported_version_response(prefix.correlation_id).map(Some);
+        }
+        return Err(RequestError::UnsupportedVersion { api, version: prefix.api_version, min: versions.min, max: versions.max });
+    }
+    let mut body = frame;
+    let header = protocol::decode_header(&mut body, api, prefix.api_version)?;
+    if api == ApiKey::Produce && prefix.api_version < 3 {
+        return produce::handle_legacy(ctx, &header, body).await;
+    }
+    if let Some(client_id) = &header.client_id {
+        if ctx.client_id.as_str() != client_id.as_str() {
+            ctx.client_id = client_id.to_string();
+        }
+    }
+    route(ctx, api, &header, &mut body).await
+}

@@ -1,0 +1,143 @@
+//! Produce: validate each partition's record batch, append it, fsync it (group commit) before answering
+//! acks=1/all, and answer nothing for acks=0.
+//!
+//! Versions 0-2 are routed too (librdkafka only enables some features when Produce v0 is advertised). Their
+//! body is the v3 body without the transactional id, so they are decoded as v3; their batches are magic 0/1 in
+//! practice and are refused per partition like any other bad batch.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::protocol::{StrBytes, VersionRange};
+use kafka_protocol::ResponseError;
+
+use super::RequestContext;
+use crate::broker::now_ms;
+use crate::partition::PartitionError;
+use crate::protocol::errors::KafkaCode;
+use crate::protocol::{self, RequestError};
+
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 11 };
+
+/// The first version the kafka-protocol crate decodes.
+const FIRST_MODERN_VERSION: i16 = 3;
+
+pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let version = header.request_api_version;
+    let now = now_ms();
+    let valid_acks = matches!(acks, -1 | 0 | 1);
+    let mut to_flush = Vec::new();
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let name = topic.name.0.to_string();
+        let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let mut answer = PartitionProduceResponse::default().with_index(data.index).with_base_offset(-1);
+            let result = if !valid_acks {
+                Err(ResponseError::InvalidRequiredAcks.code())
+            } else {
+                append_one(ctx, &name, &topic.topic_id, version, data.index, data.records, acks, now)
+            };
+            match result {
+                Ok((partition, outcome)) => {
+                    answer.base_offset = outcome.base_offset;
+                    if version >= 2 {
+                        answer.log_append_time_ms = outcome.log_append_time_ms;
+                    }
+                    if version >= 5 {
+                        answer.log_start_offset = outcome.log_start_offset;
+                    }
+                    if acks != 0 {
+                        to_flush.push((partition, outcome.last_offset + 1, partition_responses.len(), responses.len()));
+                    }
+                }
+                Err(code) => answer.error_code = code,
+            }
+            partition_responses.push(answer);
+        }
+        responses.push(TopicProduceResponse::default().with_name(topic.name).with_topic_id(topic.topic_id).with_partition_responses(partition_responses));
+    }
+    for (partition, end_offset, partition_slot, topic_slot) in to_flush {
+        if let Err(e) = partition.flush_to(end_offset).await {
+            tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed; the write is not acknowledged");
+            let answer = &mut responses[topic_slot].partition_responses[partition_slot];
+            answer.error_code = e.error_code();
+            answer.base_offset = -1;
+        }
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+type Appended = (std::sync::Arc<crate::partition::Partition>, crate::partition::AppendOutcome);
+
+#[allow(clippy::too_many_arguments)]
+fn append_one(
+    ctx: &RequestContext,
+    topic: &str,
+    topic_id: &uuid::Uuid,
+    version: i16,
+    index: i32,
+    records: Option<Bytes>,
+    acks: i16,
+    now: i64,
+) -> Result<Appended, i16> {
+    let partition = if version >= 13 { ctx.broker.partition_by_id(topic_id, index) } else { ctx.broker.partition(topic, index) };
+    let Some(partition) = partition else {
+        return Err(if version >= 13 { ResponseError::UnknownTopicId.code() } else { ResponseError::UnknownTopicOrPartition.code() });
+    };
+    let records = records.ok_or(PartitionError::MissingRecords).map_err(|e| e.error_code())?;
+    match partition.append(records.to_vec(), acks, now) {
+        Ok(outcome) => Ok((partition, outcome)),
+        Err(e) => {
+            tracing::debug!(topic, partition = index, error = %e, "produce refused");
+            Err(e.error_code())
+        }
+    }
+}
+
+/// Produce v0-2: decode as v3, answer in the old layout.
+pub async fn handle_legacy(ctx: &RequestContext, header: &RequestHeader, body: Bytes) -> Result<Option<BytesMut>, RequestError> {
+    let version = header.request_api_version;
+    let mut as_v3 = BytesMut::with_capacity(body.len() + 2);
+    as_v3.put_i16(-1); // null transactional id
+    as_v3.put_slice(&body);
+    let mut as_v3 = as_v3.freeze();
+    let request: ProduceRequest = protocol::decode_body(&mut as_v3, ApiKey::Produce, FIRST_MODERN_VERSION)?;
+    let Some(response) = handle(ctx, header, request).await else { return Ok(None) };
+    if version == 2 {
+        // The v2 response layout is the v3 one.
+        return protocol::encode_response(ApiKey::Produce, FIRST_MODERN_VERSION, header.correlation_id, &response).map(Some);
+    }
+    Ok(Some(encode_v0_v1(header.correlation_id, version, &response)))
+}
+
+fn put_string(out: &mut BytesMut, s: &StrBytes) {
+    out.put_i16(s.len() as i16);
+    out.put_slice(s.as_bytes());
+}
+
+fn encode_v0_v1(correlation_id: i32, version: i16, response: &ProduceResponse) -> BytesMut {
+    let mut body = BytesMut::new();
+    body.put_i32(correlation_id);
+    body.put_i32(response.responses.len() as i32);
+    for topic in &response.responses {
+        put_string(&mut body, &topic.name.0);
+        body.put_i32(topic.partition_responses.len() as i32);
+        for partition in &topic.partition_responses {
+            body.put_i32(partition.index);
+            body.put_i16(partition.error_code);
+            body.put_i64(partition.base_offset);
+        }
+    }
+    if version == 1 {
+        body.put_i32(response.throttle_time_ms);
+    }
+    let mut frame = BytesMut::with_capacity(body.len() + 4);
+    frame.put_i32(body.len() as i32);
+    frame.put_slice(&body);
+    frame
+}

@@ -1,0 +1,20 @@
+//! odradek: a Kafka wire-protocol compatible message broker.
+//!
+//! A request's life: [`server`] accepts a connection and reads length-prefixed frames (capped before
+//! allocating) → [`protocol`] decodes the header and, via the table in [`handlers`], the body with the
+//! kafka-protocol crate → one handler per API (`handlers/<api>.rs`) works on the owners of state:
+//! [`partition`] (a log plus leader epoch, high watermark, ISR and idempotent-producer state) and
+//! [`controller`] (the metadata log and image) → [`log`] (segments, indexes, recovery on disk) → the handler's
+//! response is encoded and written back in request order.
+//!
+//! [`broker`] ties identity, controller and hosted partitions together; [`config`] holds every setting under
+//! Kafka's own property names.
+
+pub mod broker;
+pub mod config;
+pub mod controller;
+pub mod handlers;
+pub mod log;
+pub mod partition;
+pub mod protocol;
+pub mod server;

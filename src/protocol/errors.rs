@@ -1,0 +1,100 @@
+//! The one table from our typed errors to Kafka error codes. Handlers never pick codes for these errors
+//! themselves. Nothing on the produce path maps to UNKNOWN_SERVER_ERROR: clients treat it as retriable with
+//! unknown outcome, which breaks idempotence guarantees in some of them (Redpanda #5356).
+
+use kafka_protocol::ResponseError;
+
+use crate::config::ConfigError;
+use crate::controller::ControllerError;
+use crate::log::LogError;
+use crate::partition::producer_state::SequenceError;
+use crate::partition::PartitionError;
+
+pub trait KafkaCode {
+    fn kafka_code(&self) -> ResponseError;
+
+    fn error_code(&self) -> i16 {
+        self.kafka_code().code()
+    }
+}
+
+impl KafkaCode for LogError {
+    fn kafka_code(&self) -> ResponseError {
+        match self {
+            LogError::CorruptMessage(_) => ResponseError::CorruptMessage,
+            LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
+            LogError::UnsupportedCompression(_) => ResponseError::UnsupportedCompressionType,
+            LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            LogError::Io(_) => ResponseError::KafkaStorageError,
+        }
+    }
+}
+
+impl KafkaCode for SequenceError {
+    fn kafka_code(&self) -> ResponseError {
+        match self {
+            SequenceError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            SequenceError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        }
+    }
+}
+
+impl KafkaCode for PartitionError {
+    fn kafka_code(&self) -> ResponseError {
+        match self {
+            PartitionError::Log(e) => e.kafka_code(),
+            PartitionError::Sequence(e) => e.kafka_code(),
+            PartitionError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+            PartitionError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+            PartitionError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
+            PartitionError::BatchCount(_) | PartitionError::MissingRecords => ResponseError::InvalidRecord,
+            PartitionError::FlushTask(_) => ResponseError::KafkaStorageError,
+        }
+    }
+}
+
+impl KafkaCode for ConfigError {
+    fn kafka_code(&self) -> ResponseError {
+        ResponseError::InvalidConfig
+    }
+}
+
+impl KafkaCode for ControllerError {
+    fn kafka_code(&self) -> ResponseError {
+        match self {
+            ControllerError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+            ControllerError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+            ControllerError::UnknownTopicId(_) => ResponseError::UnknownTopicId,
+            ControllerError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
+            ControllerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            ControllerError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
+            ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            ControllerError::InvalidConfig(e) => e.kafka_code(),
+            ControllerError::TopicDeletionDisabled => ResponseError::TopicDeletionDisabled,
+            ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            ControllerError::Io(_) => ResponseError::KafkaStorageError,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn produce_path_errors_have_specific_codes() {
+        let errors: Vec<PartitionError> = vec![
+            LogError::CorruptMessage("crc".into()).into(),
+            LogError::RecordTooLarge { size: 2, max: 1 }.into(),
+            LogError::UnsupportedCompression(7).into(),
+            LogError::Io(std::io::Error::other("disk")).into(),
+            SequenceError::OutOfOrderSequence { producer_id: 1, expected: 1, got: 3 }.into(),
+            PartitionError::NotEnoughReplicas { isr: 1, min: 2 },
+            PartitionError::BatchCount(2),
+        ];
+        let codes: Vec<i16> = errors.iter().map(|e| e.error_code()).collect();
+        assert_eq!(codes, vec![2, 10, 76, 56, 45, 19, 87]);
+        assert!(!codes.contains(&ResponseError::UnknownServerError.code()));
+    }
+}

@@ -1,0 +1,98 @@
+//! Accepts connections (bounded by max.connections) and serves each on its own task: read a frame, handle
+//! it, write the response, in order. Like Kafka, a connection has one request in progress at a time, which
+//! keeps responses in request order without bookkeeping; clients pipeline across connections and partitions.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::broker::Broker;
+use crate::handlers::{self, RequestContext};
+use crate::protocol::{self, frame};
+
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>) -> std::io::Result<()> {
+    let connection_slots = Arc::new(Semaphore::new(broker.config.get_i32("max.connections").max(1) as usize));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Running out of file descriptors is transient; back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = connection_slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "refusing connection: max.connections reached");
+            continue;
+        };
+        let broker = broker.clone();
+        let span = tracing::info_span!("connection", %peer);
+        tokio::spawn(
+            async move {
+                let _slot = slot;
+                if let Err(e) = serve_connection(stream, peer, broker).await {
+                    tracing::info!(error = %e, "connection closed");
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+#[derive(thiserror::Error, Debug)]
+enum ConnectionError {
+    #[error(transparent)]
+    Frame(#[from] frame::FrameError),
+    #[error(transparent)]
+    Request(#[from] protocol::RequestError),
+    #[error("idle for longer than connections.max.idle.ms")]
+    Idle,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) -> Result<(), ConnectionError> {
+    stream.set_nodelay(true)?;
+    let max_frame_bytes = broker.config.get_i32("socket.request.max.bytes").max(0) as usize;
+    let idle = Duration::from_millis(broker.config.get_i64("connections.max.idle.ms").max(1) as u64);
+    let (reader, writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let mut ctx = RequestContext { broker, client_id: String::new(), peer };
+    loop {
+        let frame = match tokio::time::timeout(idle, frame::read_frame(&mut reader, max_frame_bytes)).await {
+            Err(_) => return Err(ConnectionError::Idle),
+            Ok(Ok(Some(frame))) => frame.freeze(),
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "closing connection: bad frame");
+                return Err(e.into());
+            }
+        };
+        let prefix = protocol::peek_prefix(&frame).ok();
+        let span = tracing::debug_span!(
+            "request",
+            api = prefix.map(|p| p.api_key),
+            version = prefix.map(|p| p.api_version),
+            correlation_id = prefix.map(|p| p.correlation_id),
+            client_id = %ctx.client_id,
+        );
+        match handlers::handle_frame(&mut ctx, frame).instrument(span).await {
+            Ok(Some(response)) => {
+                writer.write_all(&response).await?;
+                writer.flush().await?;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(client_id = %ctx.client_id, error = %e, "closing connection: bad request");
+                return Err(e.into());
+            }
+        }
+    }
+}
