@@ -71,7 +71,7 @@ def topic(request) -> str:
 def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed:
-        for value in getattr(item, "funcargs", {}).values():
-            if isinstance(value, BrokerProcess):
-                report.sections.append((f"odradek log {value.log_path}", value.log_tail(80)))
+        brokers = {id(v): v for v in getattr(item, "funcargs", {}).values() if isinstance(v, BrokerProcess)}
+        for b in brokers.values():
+            report.sections.append((f"odradek log {b.log_path}", b.log_tail(80)))
     return report

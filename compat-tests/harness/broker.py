@@ -13,6 +13,7 @@ block the broker).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,6 +25,8 @@ from harness import wire
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 START_TIMEOUT_S = 30.0
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+_BACKTRACE_FRAME = re.compile(r"^\s+(\d+: |at /)")
 STOP_TIMEOUT_S = 15.0
 
 
@@ -102,7 +105,7 @@ class BrokerProcess:
         self.log_path = self.log_dir / f"odradek-{self.port}-start{self.starts}.log"
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
-        env.setdefault("RUST_BACKTRACE", "1")
+        env["NO_COLOR"] = "1"  # plain text in the log file
         log = open(self.log_path, "wb")
         started = time.monotonic()
         try:
@@ -172,9 +175,13 @@ class BrokerProcess:
 
     # -- diagnostics -----------------------------------------------------
     def log_tail(self, max_lines: int = 60) -> str:
+        """The last lines of the current log, without ANSI colours and
+        without backtrace frames (they would crowd out the panic message;
+        the full log stays on disk)."""
         if not self.log_path or not self.log_path.exists():
             return "(no broker log)"
-        lines = self.log_path.read_text(errors="replace").splitlines()
+        text = _ANSI_ESCAPE.sub("", self.log_path.read_text(errors="replace"))
+        lines = [line for line in text.splitlines() if not _BACKTRACE_FRAME.match(line)]
         return "\n".join(lines[-max_lines:])
 
     def describe_failure(self) -> str:
