@@ -139,3 +139,104 @@ pub async fn handle_frame(ctx: &mut RequestContext, frame: Bytes) -> Result<Opti
     }
     route(ctx, api, &header, &mut body).await
 }
+
+/// Decodes a whole request frame (header and body) without handling it: the exact decoding steps of
+/// [`handle_frame`], for the fuzz target and property tests.
+pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, RequestKind), RequestError> {
+    let prefix = protocol::peek_prefix(&frame)?;
+    let api = ApiKey::try_from(prefix.api_key).map_err(|_| RequestError::UnknownApiKey(prefix.api_key))?;
+    let versions = supported_versions(api).ok_or(RequestError::UnknownApiKey(prefix.api_key))?;
+    if prefix.api_version < versions.min || prefix.api_version > versions.max {
+        return Err(RequestError::UnsupportedVersion { api, version: prefix.api_version, min: versions.min, max: versions.max });
+    }
+    let mut body = frame;
+    let header = protocol::decode_header(&mut body, api, prefix.api_version)?;
+    let version = if api == ApiKey::Produce { prefix.api_version.max(3) } else { prefix.api_version };
+    let request = RequestKind::decode(api, &mut body, version)
+        .map_err(|e| RequestError::Malformed { api, version, reason: e.to_string() })?;
+    Ok((header, request))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use proptest::prelude::*;
+
+    /// A valid request frame (without size prefix) to mutate.
+    fn encoded<R: Encodable>(api: ApiKey, version: i16, request: &R) -> Vec<u8> {
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .with_client_id(Some(StrBytes::from_static_str("proptest")));
+        let mut out = BytesMut::new();
+        header.encode(&mut out, api.request_header_version(version)).unwrap();
+        request.encode(&mut out, version).unwrap();
+        out.to_vec()
+    }
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let topic = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("t"))));
+        vec![
+            encoded(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
+            encoded(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![topic.clone()]))),
+            encoded(ApiKey::Metadata, 1, &MetadataRequest::default().with_topics(Some(vec![topic]))),
+            encoded(ApiKey::Fetch, 12, &FetchRequest::default()),
+            encoded(ApiKey::Produce, 9, &ProduceRequest::default()),
+        ]
+    }
+
+    #[test]
+    fn seeds_decode() {
+        for seed in seeds() {
+            decode_request(Bytes::from(seed)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_huge_array_count_is_an_error_not_an_allocation() {
+        // Metadata v1, then a topics array claiming i32::MAX entries with no bytes behind it.
+        let mut frame = encoded(ApiKey::Metadata, 1, &MetadataRequest::default().with_topics(Some(vec![])));
+        let len = frame.len();
+        frame[len - 4..].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(matches!(decode_request(Bytes::from(frame)), Err(RequestError::Malformed { .. })));
+        // Flexible version: a compact array length of u32::MAX as a varint.
+        let mut frame = encoded(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None));
+        frame.truncate(frame.len() - 4); // drop topics (1 byte), three bools-and-tags tail
+        frame.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(decode_request(Bytes::from(frame)).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_and_versions_are_refused() {
+        let mut frame = encoded(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        frame[0..2].copy_from_slice(&999i16.to_be_bytes());
+        assert!(matches!(decode_request(Bytes::from(frame.clone())), Err(RequestError::UnknownApiKey(999))));
+        frame[0..2].copy_from_slice(&(ApiKey::Fetch as i16).to_be_bytes());
+        frame[2..4].copy_from_slice(&99i16.to_be_bytes());
+        assert!(matches!(decode_request(Bytes::from(frame)), Err(RequestError::UnsupportedVersion { .. })));
+        assert!(matches!(decode_request(Bytes::from_static(&[0, 1])), Err(RequestError::TooShort(2))));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_frames_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_request(Bytes::from(frame));
+        }
+
+        #[test]
+        fn mutated_requests_never_panic(seed in 0usize..5, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>()) {
+            let mut frame = seeds()[seed].clone();
+            for (position, value) in flips {
+                let len = frame.len();
+                frame[position % len] = value;
+            }
+            let keep = cut % (frame.len() + 1);
+            frame.truncate(keep.max(frame.len() / 2));
+            let _ = decode_request(Bytes::from(frame));
+        }
+    }
+}
