@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
-use crate::controller::{self, Controller, ControllerError, MetadataImage, NewTopic};
+use crate::controller::{self, ConfigChange, Controller, ControllerError, IncrementalChange, MetadataImage, NewTopic, TopicRef};
 use crate::partition::{Leadership, Partition};
 
 pub fn now_ms() -> i64 {
@@ -102,6 +102,51 @@ impl Broker {
             Err(ControllerError::TopicExists(_)) => Ok(()),
             other => other,
         }
+    }
+
+    /// Deletes a topic through the controller and removes its partitions.
+    pub fn delete_topic(&self, topic: &TopicRef) -> Result<(), ControllerError> {
+        if !self.config.get_bool("delete.topic.enable") {
+            return Err(ControllerError::TopicDeletionDisabled);
+        }
+        self.controller.commit(|image| controller::plan_delete_topic(image, topic))?;
+        self.reconcile()
+    }
+
+    /// Grows a topic to `total` partitions (optionally manually assigned) and opens the new ones.
+    pub fn create_partitions(&self, name: &str, total: i32, assignments: Option<&[Vec<i32>]>, validate_only: bool) -> Result<(), ControllerError> {
+        let node_id = self.node_id;
+        let plan = |image: &MetadataImage| controller::plan_create_partitions_with_assignments(image, node_id, name, total, assignments);
+        if validate_only {
+            plan(&self.image())?;
+            return Ok(());
+        }
+        self.controller.commit(plan)?;
+        self.reconcile()
+    }
+
+    /// Changes a topic's config overrides (`replace_all`: AlterConfigs, which drops overrides it does not
+    /// name); reconcile re-applies them to the partitions.
+    pub fn alter_topic_configs(&self, name: &str, changes: &[ConfigChange], replace_all: bool, validate_only: bool) -> Result<(), ControllerError> {
+        let plan = |image: &MetadataImage| controller::plan_alter_topic_configs(image, name, changes, replace_all);
+        if validate_only {
+            plan(&self.image())?;
+            return Ok(());
+        }
+        self.controller.commit(plan)?;
+        self.reconcile()
+    }
+
+    /// IncrementalAlterConfigs on a topic. Planned under the commit lock, so APPEND/SUBTRACT see the
+    /// overrides as they are at commit time.
+    pub fn incremental_alter_topic_configs(&self, name: &str, changes: &[IncrementalChange], validate_only: bool) -> Result<(), ControllerError> {
+        let plan = |image: &MetadataImage| controller::plan_incremental_alter_topic_configs(image, &self.config, name, changes);
+        if validate_only {
+            plan(&self.image())?;
+            return Ok(());
+        }
+        self.controller.commit(plan)?;
+        self.reconcile()
     }
 
     /// Brings hosted partitions in line with the metadata image.

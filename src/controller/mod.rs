@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use uuid::Uuid;
 
-use crate::config::{self, ConfigError};
+use crate::config::{self, BrokerConfig, ConfigError};
 pub use image::{MetadataImage, PartitionImage, TopicImage};
 pub use records::{ConfigResource, MetadataRecord};
 
@@ -27,6 +27,8 @@ pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
 /// Upper bound on partitions per topic, so a request cannot make us open millions of files.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+/// The metadata log's topic name: its directory is `__cluster_metadata-0`, so no user topic may take it.
+pub const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
 /// Upper bound on one metadata record (the largest is a config value).
 const MAX_RECORD_BYTES: usize = 1 << 20;
 
@@ -40,14 +42,18 @@ pub enum ControllerError {
     UnknownTopicId(Uuid),
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopic { name: String, reason: String },
-    #[error("invalid partition count {0}")]
+    /// The message is a complete sentence: clients show it as it is.
+    #[error("{0}")]
     InvalidPartitions(String),
     #[error("invalid replication factor {factor}: {reason}")]
     InvalidReplicationFactor { factor: i32, reason: String },
-    #[error("replica assignments are not supported on a single broker: {0}")]
+    #[error("{0}")]
     InvalidReplicaAssignment(String),
     #[error(transparent)]
     InvalidConfig(#[from] ConfigError),
+    /// CreateTopics configs without a value.
+    #[error("Null value not supported for topic configs: {}", .0.join(","))]
+    NullConfigValues(Vec<String>),
     #[error("topic deletion is disabled (delete.topic.enable=false)")]
     TopicDeletionDisabled,
     #[error("{0}")]
@@ -85,12 +91,22 @@ pub struct NewTopic {
 /// Plans the records that create a topic.
 pub fn plan_create_topic(image: &MetadataImage, node_id: i32, topic: &NewTopic) -> Result<Vec<MetadataRecord>, ControllerError> {
     validate_topic_name(&topic.name)?;
+    if topic.name == CLUSTER_METADATA_TOPIC {
+        // Its partition directory would be the metadata log's own directory.
+        return Err(ControllerError::InvalidRequest(format!("Creation of internal topic {CLUSTER_METADATA_TOPIC} is prohibited.")));
+    }
     if image.topic(&topic.name).is_some() {
         return Err(ControllerError::TopicExists(topic.name.clone()));
     }
+    if let Some(existing) = colliding_topic(image, &topic.name) {
+        return Err(ControllerError::InvalidTopic {
+            name: topic.name.clone(),
+            reason: format!("it collides with existing topic {existing} ('.' and '_' are the same in metric names)"),
+        });
+    }
     if topic.num_partitions < 1 || topic.num_partitions > MAX_PARTITIONS_PER_TOPIC {
         return Err(ControllerError::InvalidPartitions(format!(
-            "{}: must be between 1 and {MAX_PARTITIONS_PER_TOPIC}",
+            "Invalid partition count {}: must be between 1 and {MAX_PARTITIONS_PER_TOPIC}.",
             topic.num_partitions
         )));
     }
@@ -120,15 +136,90 @@ fn new_partition(topic_id: Uuid, partition: i32, node_id: i32) -> MetadataRecord
 
 /// Plans CreatePartitions: grow `name` to `total` partitions.
 pub fn plan_create_partitions(image: &MetadataImage, node_id: i32, name: &str, total: i32) -> Result<Vec<MetadataRecord>, ControllerError> {
+    plan_create_partitions_with_assignments(image, node_id, name, total, None)
+}
+
+/// Plans CreatePartitions with optional manual assignments, one replica list per new partition.
+pub fn plan_create_partitions_with_assignments(
+    image: &MetadataImage,
+    node_id: i32,
+    name: &str,
+    total: i32,
+    assignments: Option<&[Vec<i32>]>,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
     let topic = image.topic(name).ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
     let current = topic.partitions.len() as i32;
-    if total <= current {
-        return Err(ControllerError::InvalidPartitions(format!("topic {name} has {current} partitions; {total} would not increase it")));
+    if total == current {
+        return Err(ControllerError::InvalidPartitions(format!("Topic already has {current} partition(s).")));
+    }
+    if total < current {
+        return Err(ControllerError::InvalidPartitions(format!(
+            "The topic {name} currently has {current} partition(s); {total} would not be an increase."
+        )));
     }
     if total > MAX_PARTITIONS_PER_TOPIC {
-        return Err(ControllerError::InvalidPartitions(format!("{total}: at most {MAX_PARTITIONS_PER_TOPIC}")));
+        return Err(ControllerError::InvalidPartitions(format!(
+            "Invalid partition count {total}: a topic has at most {MAX_PARTITIONS_PER_TOPIC} partitions."
+        )));
+    }
+    if let Some(assignments) = assignments {
+        let additional = (total - current) as usize;
+        if assignments.len() != additional {
+            return Err(ControllerError::InvalidReplicaAssignment(format!(
+                "Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.",
+                assignments.len()
+            )));
+        }
+        for replicas in assignments {
+            check_replica_list(node_id, replicas)?;
+        }
     }
     Ok((current..total).map(|p| new_partition(topic.topic_id, p, node_id)).collect())
+}
+
+/// Checks one manually assigned replica list. With a single broker the only valid list is [this node].
+pub fn check_replica_list(node_id: i32, replicas: &[i32]) -> Result<(), ControllerError> {
+    let invalid = |reason: String| Err(ControllerError::InvalidReplicaAssignment(reason));
+    if replicas.is_empty() {
+        return invalid("The manual partition assignment includes an empty replica list.".into());
+    }
+    if let Some(unknown) = replicas.iter().find(|&&broker| broker != node_id) {
+        return invalid(format!("The manual partition assignment includes broker {unknown}, but no such broker is registered."));
+    }
+    if replicas.len() > 1 {
+        return invalid(format!("The manual partition assignment includes the broker {node_id} more than once."));
+    }
+    Ok(())
+}
+
+/// Checks CreateTopics' manual assignments, given as (partition index, replicas): every index once, the indexes
+/// 0..n, every replica list valid. Returns the partition count n.
+pub fn check_manual_assignment(node_id: i32, assignments: &[(i32, Vec<i32>)]) -> Result<i32, ControllerError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (partition, replicas) in assignments {
+        if !seen.insert(*partition) {
+            return Err(ControllerError::InvalidReplicaAssignment(format!(
+                "Found multiple manual partition assignments for partition {partition}"
+            )));
+        }
+        check_replica_list(node_id, replicas)?;
+    }
+    // `seen` is sorted and duplicate-free, so the indexes are 0..n exactly when the last one is n - 1.
+    let count = seen.len() as i32;
+    if seen.first().is_some_and(|&first| first != 0) || seen.last().is_some_and(|&last| last != count - 1) {
+        return Err(ControllerError::InvalidReplicaAssignment("partitions should be a consecutive 0-based integer sequence".into()));
+    }
+    Ok(count)
+}
+
+/// Kafka treats '.' and '_' as the same character in metric names, so two topics may not differ only in
+/// them. Returns the existing topic `name` collides with.
+pub fn colliding_topic<'a>(image: &'a MetadataImage, name: &str) -> Option<&'a str> {
+    if !name.contains(['.', '_']) {
+        return None;
+    }
+    let unified = name.replace('.', "_");
+    image.topics.keys().find(|existing| existing.as_str() != name && existing.replace('.', "_") == unified).map(String::as_str)
 }
 
 /// One requested change to a config.
@@ -170,6 +261,92 @@ pub fn plan_alter_topic_configs(
         }
     }
     Ok(records)
+}
+
+/// One IncrementalAlterConfigs operation, with Kafka's wire codes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IncrementalChange {
+    /// SET (0).
+    Set(String, String),
+    /// DELETE (1): back to the default.
+    Delete(String),
+    /// APPEND (2): add list items not present yet (list configs only).
+    Append(String, String),
+    /// SUBTRACT (3): remove list items (list configs only).
+    Subtract(String, String),
+}
+
+/// Turns incremental operations into plain changes against the topic's current overrides. APPEND and SUBTRACT
+/// start from the effective value (the override, else the broker default), as Kafka does.
+pub fn resolve_incremental_changes(
+    broker_config: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+    changes: &[IncrementalChange],
+) -> Result<Vec<ConfigChange>, ControllerError> {
+    let list_edit = |key: &str, items: &str, append: bool| -> Result<ConfigChange, ControllerError> {
+        let property = config::topic_property(key).ok_or_else(|| ConfigError::Unknown(key.to_string()))?;
+        if property.kind != config::PropertyType::List {
+            let op = if append { "APPEND" } else { "SUBTRACT" };
+            return Err(ConfigError::InvalidValue {
+                name: key.to_string(),
+                value: items.to_string(),
+                reason: format!("can't {op} to it because its type is not LIST"),
+            }
+            .into());
+        }
+        let split = |value: &str| value.split(',').map(str::trim).filter(|item| !item.is_empty()).map(String::from).collect::<Vec<_>>();
+        let mut current = split(broker_config.topic_value(overrides, key));
+        for item in split(items) {
+            if append && !current.contains(&item) {
+                current.push(item);
+            } else if !append {
+                current.retain(|existing| *existing != item);
+            }
+        }
+        Ok(ConfigChange::Set(key.to_string(), current.join(",")))
+    };
+    changes
+        .iter()
+        .map(|change| match change {
+            IncrementalChange::Set(key, value) => Ok(ConfigChange::Set(key.clone(), value.clone())),
+            IncrementalChange::Delete(key) => Ok(ConfigChange::Delete(key.clone())),
+            IncrementalChange::Append(key, items) => list_edit(key, items, true),
+            IncrementalChange::Subtract(key, items) => list_edit(key, items, false),
+        })
+        .collect()
+}
+
+/// Plans IncrementalAlterConfigs on a topic: only the named configs change.
+pub fn plan_incremental_alter_topic_configs(
+    image: &MetadataImage,
+    broker_config: &BrokerConfig,
+    name: &str,
+    changes: &[IncrementalChange],
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let topic = image.topic(name).ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
+    let resolved = resolve_incremental_changes(broker_config, &topic.configs, changes)?;
+    plan_alter_topic_configs(image, name, &resolved, false)
+}
+
+/// A topic as DeleteTopics names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicRef {
+    Name(String),
+    Id(Uuid),
+}
+
+/// Finds the topic a request names, with the error Kafka gives for each way of naming it.
+pub fn resolve_topic<'a>(image: &'a MetadataImage, topic: &TopicRef) -> Result<&'a TopicImage, ControllerError> {
+    match topic {
+        TopicRef::Name(name) => image.topic(name).ok_or_else(|| ControllerError::UnknownTopic(name.clone())),
+        TopicRef::Id(id) => image.topic_by_id(id).ok_or(ControllerError::UnknownTopicId(*id)),
+    }
+}
+
+/// Plans DeleteTopics for one topic. Its configs go with it; `Broker::reconcile` removes its partitions.
+pub fn plan_delete_topic(image: &MetadataImage, topic: &TopicRef) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let topic = resolve_topic(image, topic)?;
+    Ok(vec![MetadataRecord::RemoveTopic { topic_id: topic.topic_id }])
 }
 
 /// The append-only metadata log: frames of [length u32][crc32c u32][record]. A torn tail (a crash in the
@@ -362,5 +539,147 @@ mod tests {
         assert_eq!(controller.allocate_producer_id().unwrap(), PRODUCER_ID_BLOCK_SIZE);
         controller.commit(|image| plan_create_partitions(image, 1, "kept", 4)).unwrap();
         assert_eq!(controller.image().topic("kept").unwrap().partitions.len(), 4);
+    }
+
+    fn image_with(topics: &[(&str, i32)]) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for (name, partitions) in topics {
+            let records = plan_create_topic(&image, 1, &new_topic(name, *partitions)).unwrap();
+            records.iter().for_each(|r| image.apply(r));
+        }
+        image
+    }
+
+    #[test]
+    fn the_metadata_topic_and_colliding_names_cannot_be_created() {
+        let image = image_with(&[("a.b", 1)]);
+        let reserved = plan_create_topic(&image, 1, &new_topic(CLUSTER_METADATA_TOPIC, 1));
+        assert!(matches!(reserved, Err(ControllerError::InvalidRequest(_))));
+        assert!(matches!(plan_create_topic(&image, 1, &new_topic("a_b", 1)), Err(ControllerError::InvalidTopic { .. })));
+        assert!(matches!(plan_create_topic(&image, 1, &new_topic("a.b", 1)), Err(ControllerError::TopicExists(_))));
+        assert!(plan_create_topic(&image, 1, &new_topic("a-b", 1)).is_ok());
+        assert_eq!(colliding_topic(&image, "a_b"), Some("a.b"));
+        assert_eq!(colliding_topic(&image, "ab"), None);
+    }
+
+    #[test]
+    fn create_partitions_checks_count_and_assignments() {
+        let image = image_with(&[("t", 2)]);
+        let same = plan_create_partitions(&image, 1, "t", 2).unwrap_err();
+        assert_eq!(same.to_string(), "Topic already has 2 partition(s).");
+        let fewer = plan_create_partitions(&image, 1, "t", 1).unwrap_err();
+        assert_eq!(fewer.to_string(), "The topic t currently has 2 partition(s); 1 would not be an increase.");
+        assert!(matches!(plan_create_partitions(&image, 1, "u", 3), Err(ControllerError::UnknownTopic(_))));
+        assert!(matches!(plan_create_partitions(&image, 1, "t", MAX_PARTITIONS_PER_TOPIC + 1), Err(ControllerError::InvalidPartitions(_))));
+
+        let two = [vec![1], vec![1]];
+        assert_eq!(plan_create_partitions_with_assignments(&image, 1, "t", 4, Some(&two)).unwrap().len(), 2);
+        let too_few = plan_create_partitions_with_assignments(&image, 1, "t", 5, Some(&two)).unwrap_err();
+        assert_eq!(too_few.to_string(), "Attempted to add 3 additional partition(s), but only 2 assignment(s) were specified.");
+        for bad in [vec![], vec![2], vec![1, 1]] {
+            let assignments = [vec![1], bad.clone()];
+            let result = plan_create_partitions_with_assignments(&image, 1, "t", 4, Some(&assignments));
+            assert!(matches!(result, Err(ControllerError::InvalidReplicaAssignment(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn manual_assignments_must_be_this_node_and_partitions_zero_to_n() {
+        assert_eq!(check_manual_assignment(1, &[(1, vec![1]), (0, vec![1])]).unwrap(), 2);
+        let cases: [&[(i32, Vec<i32>)]; 5] = [
+            &[(0, vec![1]), (0, vec![1])],
+            &[(0, vec![1]), (2, vec![1])],
+            &[(1, vec![1])],
+            &[(0, vec![2])],
+            &[(0, vec![])],
+        ];
+        for case in cases {
+            assert!(matches!(check_manual_assignment(1, case), Err(ControllerError::InvalidReplicaAssignment(_))), "{case:?}");
+        }
+        assert!(matches!(check_manual_assignment(1, &[(-1, vec![1])]), Err(ControllerError::InvalidReplicaAssignment(_))));
+    }
+
+    #[test]
+    fn alter_configs_replace_all_removes_unnamed_overrides() {
+        let mut image = image_with(&[]);
+        let mut topic = new_topic("t", 1);
+        topic.configs.insert("retention.ms".into(), "100".into());
+        topic.configs.insert("segment.bytes".into(), "2048".into());
+        plan_create_topic(&image, 1, &topic).unwrap().iter().for_each(|r| image.apply(r));
+
+        let replace = [ConfigChange::Set("retention.ms".into(), "200".into())];
+        let mut replaced = image.clone();
+        plan_alter_topic_configs(&image, "t", &replace, true).unwrap().iter().for_each(|r| replaced.apply(r));
+        let configs = &replaced.topic("t").unwrap().configs;
+        assert_eq!(configs.len(), 1);
+        assert_eq!(configs["retention.ms"], "200");
+
+        let mut merged = image.clone();
+        plan_alter_topic_configs(&image, "t", &replace, false).unwrap().iter().for_each(|r| merged.apply(r));
+        assert_eq!(merged.topic("t").unwrap().configs.len(), 2);
+
+        let bad = [ConfigChange::Set("retention.ms".into(), "soon".into())];
+        assert!(matches!(plan_alter_topic_configs(&image, "t", &bad, true), Err(ControllerError::InvalidConfig(_))));
+        assert!(matches!(plan_alter_topic_configs(&image, "u", &replace, true), Err(ControllerError::UnknownTopic(_))));
+    }
+
+    #[test]
+    fn incremental_changes_append_and_subtract_list_items() {
+        let broker = BrokerConfig::default();
+        let mut overrides = BTreeMap::new();
+        let append = [IncrementalChange::Append("cleanup.policy".into(), "compact".into())];
+        let resolved = resolve_incremental_changes(&broker, &overrides, &append).unwrap();
+        assert!(matches!(&resolved[..], [ConfigChange::Set(k, v)] if k == "cleanup.policy" && v == "delete,compact"));
+
+        overrides.insert("cleanup.policy".to_string(), "delete,compact".to_string());
+        let again = resolve_incremental_changes(&broker, &overrides, &append).unwrap();
+        assert!(matches!(&again[..], [ConfigChange::Set(_, v)] if v == "delete,compact"));
+        let subtract = [IncrementalChange::Subtract("cleanup.policy".into(), "delete".into())];
+        let resolved = resolve_incremental_changes(&broker, &overrides, &subtract).unwrap();
+        assert!(matches!(&resolved[..], [ConfigChange::Set(_, v)] if v == "compact"));
+
+        let not_a_list = [IncrementalChange::Append("retention.ms".into(), "1".into())];
+        assert!(matches!(resolve_incremental_changes(&broker, &overrides, &not_a_list), Err(ControllerError::InvalidConfig(_))));
+        let unknown = [IncrementalChange::Subtract("no.such".into(), "1".into())];
+        assert!(matches!(resolve_incremental_changes(&broker, &overrides, &unknown), Err(ControllerError::InvalidConfig(_))));
+    }
+
+    #[test]
+    fn incremental_plan_sets_and_deletes_and_validates_the_result() {
+        let broker = BrokerConfig::default();
+        let mut image = image_with(&[]);
+        let mut topic = new_topic("t", 1);
+        topic.configs.insert("retention.ms".into(), "100".into());
+        plan_create_topic(&image, 1, &topic).unwrap().iter().for_each(|r| image.apply(r));
+
+        let changes = [
+            IncrementalChange::Delete("retention.ms".into()),
+            IncrementalChange::Set("segment.bytes".into(), "4096".into()),
+        ];
+        plan_incremental_alter_topic_configs(&image, &broker, "t", &changes).unwrap().iter().for_each(|r| image.apply(r));
+        let configs = &image.topic("t").unwrap().configs;
+        assert_eq!(configs.keys().collect::<Vec<_>>(), ["segment.bytes"]);
+
+        // Subtracting every item leaves an empty policy, which is not a valid value.
+        let empty = [IncrementalChange::Subtract("cleanup.policy".into(), "delete".into())];
+        assert!(matches!(plan_incremental_alter_topic_configs(&image, &broker, "t", &empty), Err(ControllerError::InvalidConfig(_))));
+    }
+
+    #[test]
+    fn delete_topic_by_name_or_id_removes_topic_and_configs() {
+        let mut image = image_with(&[("t", 2), ("u", 1)]);
+        let id = image.topic("t").unwrap().topic_id;
+        assert!(matches!(plan_delete_topic(&image, &TopicRef::Name("x".into())), Err(ControllerError::UnknownTopic(_))));
+        assert!(matches!(plan_delete_topic(&image, &TopicRef::Id(Uuid::from_u128(7))), Err(ControllerError::UnknownTopicId(_))));
+        let records = plan_delete_topic(&image, &TopicRef::Id(id)).unwrap();
+        assert_eq!(records, vec![MetadataRecord::RemoveTopic { topic_id: id }]);
+        records.iter().for_each(|r| image.apply(r));
+        assert!(image.topic("t").is_none() && image.topic_by_id(&id).is_none());
+        assert!(image.topic("u").is_some());
+        // The name is free again, under a new id.
+        let recreate = plan_create_topic(&image, 1, &new_topic("t", 1)).unwrap();
+        recreate.iter().for_each(|r| image.apply(r));
+        assert_ne!(image.topic("t").unwrap().topic_id, id);
+        assert!(plan_delete_topic(&image, &TopicRef::Name("u".into())).is_ok());
     }
 }

@@ -71,6 +71,7 @@ impl KafkaCode for ControllerError {
             ControllerError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
             ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             ControllerError::InvalidConfig(e) => e.kafka_code(),
+            ControllerError::NullConfigValues(_) => ResponseError::InvalidConfig,
             ControllerError::TopicDeletionDisabled => ResponseError::TopicDeletionDisabled,
             ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
             ControllerError::Io(_) => ResponseError::KafkaStorageError,
