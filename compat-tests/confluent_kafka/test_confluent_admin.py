@@ -92,6 +92,7 @@ def test_create_topic_validate_only_creates_nothing(admin, topic):
     assert topic not in admin.list_topics(timeout=TIMEOUT_S).topics
 
 
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated:DeprecationWarning")
 def test_alter_configs_replaces_the_whole_dynamic_set(admin, topic):
     create(admin, topic, config={"retention.ms": "86400000", "max.message.bytes": "2000000"})
     resource = ConfigResource(ResourceType.TOPIC, topic, set_config={"retention.ms": "1000000"})
