@@ -92,7 +92,9 @@ fn record_batch(values: &[&str]) -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder starts a new batch unless offset - sequence is constant, and a produce request
+            // carries exactly one batch per partition; the first sequence (-1) is the batch's: none.
+            sequence: i as i32 - 1,
             timestamp: 1_700_000_000_000 + i as i64,
             key: Some(Bytes::from(format!("key-{i}"))),
             value: Some(Bytes::from(value.to_string())),
@@ -239,3 +241,4 @@ async fn corrupt_batches_get_corrupt_message_and_nothing_is_appended() {
     let fetched: FetchResponse = client.call(ApiKey::Fetch, 12, &fetch_request("corrupt", 0, 0)).await;
     assert_eq!(fetched.responses[0].partitions[0].high_watermark, 0);
 }
+
