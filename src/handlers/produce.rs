@@ -58,8 +58,29 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Produ
         }
         responses.push(TopicProduceResponse::default().with_name(topic.name).with_topic_id(topic.topic_id).with_partition_responses(partition_responses));
     }
+    // The partitions of one request are fsynced in parallel; each partition shares its fsync with every
+    // other request waiting on it (group commit).
+    let mut flushes = tokio::task::JoinSet::new();
     for (partition, end_offset, partition_slot, topic_slot) in to_flush {
-        if let Err(e) = partition.flush_to(end_offset).await {
+        flushes.spawn(async move { (partition.flush_to(end_offset).await, partition, partition_slot, topic_slot) });
+    }
+    while let Some(joined) = flushes.join_next().await {
+        let (result, partition, partition_slot, topic_slot) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                // The flush task panicked: we cannot know which partition, so no write of this request is
+                // acknowledged.
+                tracing::error!(error = %e, "fsync task failed");
+                for topic in &mut responses {
+                    for answer in &mut topic.partition_responses {
+                        answer.error_code = ResponseError::KafkaStorageError.code();
+                        answer.base_offset = -1;
+                    }
+                }
+                continue;
+            }
+        };
+        if let Err(e) = result {
             tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed; the write is not acknowledged");
             let answer = &mut responses[topic_slot].partition_responses[partition_slot];
             answer.error_code = e.error_code();
