@@ -81,6 +81,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
 }
 
 /// What CreateTopics asks for, after defaults are filled in.
+#[derive(Clone, Debug)]
 pub struct NewTopic {
     pub name: String,
     pub num_partitions: i32,
@@ -223,6 +224,7 @@ pub fn colliding_topic<'a>(image: &'a MetadataImage, name: &str) -> Option<&'a s
 }
 
 /// One requested change to a config.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigChange {
     Set(String, String),
     Delete(String),
