@@ -650,7 +650,9 @@ impl Log {
 
     /// Drops everything at and after `offset` (follower truncation by leader epoch).
     ///
-    /// Whole batches go: if `offset` falls inside a batch, the log end offset becomes that batch's base offset.
+    /// Whole batches go: if `offset` falls inside a batch, the log end offset becomes that batch's base offset
+    /// (and the log start offset drops to it if it was higher). Truncating below the first segment empties
+    /// the log and restarts it at `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
         if offset < 0 {
             return Err(out_of_range(offset, self));
@@ -683,8 +685,10 @@ impl Log {
             if fsync {
                 active.file.sync_all()?;
             }
-            if offset < self.log_start_offset {
-                self.log_start_offset = offset;
+            // Cutting a whole batch can end the log below `offset`, even below the log start.
+            let end = active.next_offset;
+            if end < self.log_start_offset {
+                self.log_start_offset = end;
                 self.persist_log_start()?;
             }
         }

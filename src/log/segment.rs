@@ -93,7 +93,8 @@ impl Iterator for HeaderScan<'_> {
             Err(e) => Err(LogError::Io(e)),
             Ok(b) if b.len() < BATCH_HEADER_BYTES => Err(disk_corrupt(self.path, pos, "torn batch header")),
             Ok(b) => BatchHeader::parse(b).and_then(|h| {
-                if h.magic != 2 || h.batch_length < MIN_BATCH_LENGTH || pos + h.total_size() as u64 > self.end {
+                let offsets_ok = h.last_offset_delta >= 0 && h.base_offset.checked_add(i64::from(h.last_offset_delta)).is_some();
+                if h.magic != 2 || !offsets_ok || h.batch_length < MIN_BATCH_LENGTH || pos + h.total_size() as u64 > self.end {
                     Err(disk_corrupt(self.path, pos, "invalid batch header"))
                 } else {
                     Ok((pos, h))

@@ -538,3 +538,92 @@ fn scan_batches_and_delete() {
     log.delete().unwrap();
     assert!(!path.exists());
 }
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Append { n: usize, codec: usize, ts: i64 },
+        Truncate(prop::sample::Index),
+        AdvanceStart(prop::sample::Index),
+        Roll,
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (1usize..6, 0usize..5, 0i64..1_000).prop_map(|(n, codec, ts)| Op::Append { n, codec, ts }),
+            1 => any::<prop::sample::Index>().prop_map(Op::Truncate),
+            1 => any::<prop::sample::Index>().prop_map(Op::AdvanceStart),
+            1 => Just(Op::Roll),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    const CODECS: [Compression; 5] = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Random appends, truncations, DeleteRecords, rolls and reopens agree with a plain list of batches.
+        #[test]
+        fn log_matches_a_model(ops in prop::collection::vec(op(), 1..40), fsync in any::<bool>()) {
+            let dir = tempfile::tempdir().unwrap();
+            let config = LogConfig { fsync, segment_bytes: 700, index_interval_bytes: 100, ..cfg() };
+            let mut log = Log::open(dir.path(), config.clone()).unwrap();
+            // (base offset, record timestamps) per batch, and the log start offset.
+            let mut batches: Vec<(i64, Vec<i64>)> = Vec::new();
+            let mut start = 0i64;
+            let mut leo = 0i64;
+            for op in ops {
+                match op {
+                    Op::Append { n, codec, ts } => {
+                        let info = append_with(&mut log, n, ts, 0, CODECS[codec]);
+                        prop_assert_eq!(info.first_offset, leo);
+                        leo += n as i64;
+                        let stamps = (0..n as i64).map(|i| if i == 1 { ts - 5 } else { ts + i }).collect();
+                        batches.push((info.first_offset, stamps));
+                    }
+                    Op::Truncate(i) => {
+                        let to = start + i.index((leo - start + 1) as usize) as i64;
+                        log.truncate_to(to).unwrap();
+                        // Whole batches go: the one holding `to` and everything after.
+                        if let Some((base, _)) = batches.iter().find(|(base, ts)| *base <= to && to < base + ts.len() as i64) {
+                            leo = *base;
+                        }
+                        batches.retain(|(base, ts)| base + ts.len() as i64 <= to);
+                        start = start.min(leo);
+                    }
+                    Op::AdvanceStart(i) => {
+                        let to = start + i.index((leo - start + 1) as usize) as i64;
+                        log.advance_log_start_offset(to).unwrap();
+                        start = to;
+                        batches.retain(|(base, ts)| base + ts.len() as i64 > to);
+                    }
+                    Op::Roll => log.roll().unwrap(),
+                    Op::Reopen => {
+                        if let Some(t) = log.unflushed() {
+                            log.mark_flushed(t.up_to_offset);
+                        }
+                        drop(log);
+                        log = Log::open(dir.path(), config.clone()).unwrap();
+                    }
+                }
+                prop_assert_eq!(log.log_end_offset(), leo);
+                prop_assert_eq!(log.log_start_offset(), start);
+                let expect: Vec<(i64, i64)> = batches
+                    .iter()
+                    .flat_map(|(base, ts)| ts.iter().enumerate().map(move |(i, t)| (base + i as i64, *t)))
+                    .filter(|r| r.0 >= start)
+                    .collect();
+                prop_assert_eq!(all_records(&log), expect.clone());
+                for target in [0i64, 3, 500, 1_003] {
+                    let want = expect.iter().find(|r| r.1 >= target).copied();
+                    prop_assert_eq!(log.find_offset_by_timestamp(target).unwrap(), want);
+                }
+            }
+        }
+    }
+}
