@@ -1,8 +1,9 @@
 //! OffsetForLeaderEpoch: for each partition, the largest leader epoch <= the requested one that the log
-//! knows, and the offset where that epoch ends (the start of the next epoch, or the log end offset for the
-//! latest). Followers truncate by it after a leader change; consumers use it to detect log truncation. An
-//! epoch older than the log knows answers epoch -1 / offset -1 without an error, as Kafka does. The request's
-//! current_leader_epoch is checked first (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH).
+//! knows and the offset where that epoch ends (the start of the next epoch, or the log end offset for the
+//! latest). Followers truncate by it after a leader change; consumers use it to detect log truncation. The
+//! request's current_leader_epoch is checked first (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH). An epoch the
+//! log cannot place (newer than the latest, -1, or a log without epochs) answers epoch -1 / offset -1 without
+//! an error, as Kafka does.
 
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, RequestHeader};
