@@ -326,9 +326,6 @@ fn validate_records(batch: &[u8], header: &BatchHeader, require_keys: bool, limi
         let mut src = record::StreamSource::new(compression::decoder(codec, body, limit)?);
         walk(&mut src, count, &mut max_delta, check)?;
     }
-    if header.timestamp_type() == TimestampType::LogAppendTime {
-        return Ok(header.max_timestamp);
-    }
     header
         .base_timestamp
         .checked_add(max_delta)
