@@ -21,7 +21,7 @@ const AUTHORIZED_OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 /// Without an authorizer everyone may do every operation a cluster supports: CREATE (5), ALTER (7),
 /// DESCRIBE (8), CLUSTER_ACTION (9), DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11), IDEMPOTENT_WRITE (12), as a
 /// bit field, as Kafka answers without an authorizer.
-const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+pub(crate) const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 /// The error for a request that wants another endpoint type than brokers, if any.
 fn endpoint_type_error(version: i16, endpoint_type: i8) -> Option<(ResponseError, String)> {

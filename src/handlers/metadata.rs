@@ -12,17 +12,23 @@ use crate::protocol::errors::KafkaCode;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 12 };
 
+/// Without an authorizer every operation on a topic is allowed: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
+/// DESCRIBE_CONFIGS and ALTER_CONFIGS, as Kafka's bit field (kafka-python fails on the "not requested" value
+/// when it asked for them).
+const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
 pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
     let version = header.request_api_version;
     // v0 asks for all topics with an empty list; v1+ with a null one.
     let all_topics = request.topics.is_none() || (version == 0 && request.topics.as_ref().is_some_and(Vec::is_empty));
+    let request_cluster_operations = request.include_cluster_authorized_operations;
     let allow_auto_create = broker.config.get_bool("auto.create.topics.enable") && (version < 4 || request.allow_auto_topic_creation);
 
     let mut topics = Vec::new();
     if all_topics {
         let image = broker.image();
-        topics.extend(image.topics.values().map(|t| describe_topic(t, version)));
+        topics.extend(image.topics.values().map(|t| describe_topic(t, version, request.include_topic_authorized_operations)));
     } else {
         for requested in request.topics.unwrap_or_default() {
             let image = broker.image();
@@ -33,7 +39,7 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Metad
                 _ => image.topic_by_id(&requested.topic_id),
             };
             if let Some(topic) = found {
-                topics.push(describe_topic(topic, version));
+                topics.push(describe_topic(topic, version, request.include_topic_authorized_operations));
                 continue;
             }
             if by_id {
@@ -43,7 +49,7 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Metad
             let name = name.unwrap_or_default();
             topics.push(match try_auto_create(ctx, &name, allow_auto_create) {
                 Ok(image) => match image.topic(&name) {
-                    Some(topic) => describe_topic(topic, version),
+                    Some(topic) => describe_topic(topic, version, request.include_topic_authorized_operations),
                     None => error_topic(Some(&name), Default::default(), ResponseError::LeaderNotAvailable.code()),
                 },
                 Err(code) => error_topic(Some(&name), Default::default(), code),
@@ -62,6 +68,9 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Metad
     }
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+    }
+    if (8..=10).contains(&version) && request_cluster_operations {
+        response.cluster_authorized_operations = super::describe_cluster::CLUSTER_OPERATIONS;
     }
     response
 }
@@ -93,7 +102,7 @@ fn error_topic(name: Option<&str>, topic_id: uuid::Uuid, error_code: i16) -> Met
         .with_topic_id(topic_id)
 }
 
-fn describe_topic(topic: &TopicImage, version: i16) -> MetadataResponseTopic {
+fn describe_topic(topic: &TopicImage, version: i16, include_authorized_operations: bool) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
@@ -118,6 +127,9 @@ fn describe_topic(topic: &TopicImage, version: i16) -> MetadataResponseTopic {
         .with_partitions(partitions);
     if version >= 10 {
         response.topic_id = topic.topic_id;
+    }
+    if version >= 8 && include_authorized_operations {
+        response.topic_authorized_operations = TOPIC_OPERATIONS;
     }
     response
 }
