@@ -167,8 +167,10 @@ impl Partition {
     /// Validates and appends one Produce record set. Duplicates of recent idempotent batches are answered
     /// with their original offsets and not appended again.
     pub fn append(&self, mut records: Vec<u8>, acks: i16, now_ms: i64) -> Result<AppendOutcome, PartitionError> {
-        let max_message_bytes = self.lock().log.config().max_message_bytes;
-        let require_keys = self.lock().log.config().compact;
+        let (max_message_bytes, require_keys) = {
+            let state = self.lock();
+            (state.log.config().max_message_bytes, state.log.config().compact)
+        };
         // Validation (CRC, decompression) is the expensive part and needs no lock.
         let batches = batch::validate_record_set(&records, max_message_bytes, require_keys)?;
         if batches.len() != 1 {
@@ -299,7 +301,8 @@ impl Partition {
         Ok(state.log.log_start_offset())
     }
 
-    /// OffsetForLeaderEpoch: (epoch, end offset) or None for an epoch older than the log knows.
+    /// OffsetForLeaderEpoch: (largest known epoch <= `epoch`, its end offset), as Kafka computes it; None when
+    /// the log knows no such epoch (the handler answers -1/-1).
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
         self.lock().log.end_offset_for_epoch(epoch)
     }
