@@ -5,7 +5,8 @@ scripts/bench, which provides the Python environment.
 Measures, in this order:
   1. loopback-to-file rate of this machine: bytes read from a loopback TCP
      socket and written to a file on the data dir's filesystem, fsync at the
-     end. The bar that produce throughput is compared with.
+     end. The bar that produce throughput is compared with; measured before
+     and again after steps 2-6, median reported.
   2. start-to-ready: process start until the first ApiVersions answer, over a
      raw socket retried in a tight loop, each start with an empty data dir.
   3. idle RSS of a freshly started broker (VmRSS).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -276,6 +278,41 @@ def consume_throughput(bootstrap: str, topic: str, partitions: int, records: int
         consumer.close()
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process, librdkafka's threads included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU seconds spent by the client (this process) and, when it is ours,
+    the broker, during a `with` block: shows who was busy on a small machine."""
+
+    def __init__(self, broker_pid: int | None):
+        self.broker_pid = broker_pid
+
+    def __enter__(self) -> "CpuMeter":
+        self.client_start = own_cpu_s()
+        self.broker_start = process_cpu_s(self.broker_pid) if self.broker_pid else 0.0
+        self.wall_start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall_s = time.perf_counter() - self.wall_start
+        self.client_s = own_cpu_s() - self.client_start
+        self.broker_s = process_cpu_s(self.broker_pid) - self.broker_start if self.broker_pid else None
+
+    def describe(self) -> str:
+        broker = f"broker {self.broker_s:.2f} s, " if self.broker_s is not None else ""
+        return f"{broker}client {self.client_s:.2f} s CPU in {self.wall_s:.2f} s wall"
+
+
 def percentile(sorted_values: list[float], fraction: float) -> float:
     index = min(len(sorted_values) - 1, max(0, int(round(fraction * len(sorted_values))) - 1))
     return sorted_values[index]
@@ -300,14 +337,15 @@ def main() -> int:
     parser.add_argument("--bootstrap", help="measure this running broker instead of starting one")
     parser.add_argument("--binary", type=Path, help="broker binary (default: cargo build --release)")
     parser.add_argument("--work-dir", type=Path, help="parent of the temporary data dir (default: system temp)")
-    parser.add_argument("--records", type=int, default=500_000, help="records for produce/consume throughput")
+    parser.add_argument("--records", type=int, default=1_000_000, help="records for produce/consume throughput")
     parser.add_argument("--record-bytes", type=int, default=1024)
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--latency-rate", type=int, default=1000, help="records/s for the latency run")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--starts", type=int, default=10, help="starts averaged for start-to-ready")
-    parser.add_argument("--loopback-mib", type=int, default=512, help="MiB per loopback-to-file run")
-    parser.add_argument("--loopback-runs", type=int, default=3, help="loopback-to-file runs (median reported)")
+    parser.add_argument("--loopback-mib", type=int, default=1024, help="MiB per loopback-to-file run")
+    parser.add_argument("--loopback-runs", type=int, default=2,
+                        help="loopback-to-file runs before and again after the broker runs (median reported)")
     args = parser.parse_args()
 
     work_dir = Path(tempfile.mkdtemp(prefix="odradek-bench-", dir=args.work_dir))
@@ -318,17 +356,16 @@ def main() -> int:
         if not args.bootstrap:
             binary = args.binary or build_release()
 
-        log(f"loopback-to-file: {args.loopback_runs} x {args.loopback_mib} MiB into {work_dir}")
-        loopback_runs = []
-        for _ in range(args.loopback_runs):
-            os.sync()  # start each run without the previous run's dirty pages
-            loopback_runs.append(loopback_to_file_mb_s(work_dir, args.loopback_mib * MIB))
-        loopback = statistics.median(loopback_runs)
-        rows.append((
-            f"loopback-to-file rate, median of {len(loopback_runs)} (min/max)",
-            f"{loopback:.0f} MB/s ({min(loopback_runs):.0f}/{max(loopback_runs):.0f})",
-            "reference", "",
-        ))
+        def measure_loopback(runs: int) -> None:
+            log(f"loopback-to-file: {runs} x {args.loopback_mib} MiB into {work_dir}")
+            for _ in range(runs):
+                os.sync()  # start each run without the previous run's dirty pages
+                loopback_runs.append(loopback_to_file_mb_s(work_dir, args.loopback_mib * MIB))
+
+        # Measured before and after the broker runs: on a shared machine the
+        # rate drifts, and the median of both sides is the fairer reference.
+        loopback_runs: list[float] = []
+        measure_loopback(args.loopback_runs)
 
         if binary:
             log(f"start-to-ready: {args.starts} starts of {binary}")
@@ -374,7 +411,16 @@ def main() -> int:
 
         log(f"produce throughput: {args.records} x {args.record_bytes} B, acks=1")
         os.sync()  # same starting point as the loopback runs
-        produced = produce_throughput(bootstrap, throughput_topic, args.records, args.record_bytes)
+        broker_pid = broker.pid if broker else None
+        with CpuMeter(broker_pid) as produce_cpu:
+            produced = produce_throughput(bootstrap, throughput_topic, args.records, args.record_bytes)
+        measure_loopback(args.loopback_runs)
+        loopback = statistics.median(loopback_runs)
+        rows.insert(0, (
+            f"loopback-to-file rate, median of {len(loopback_runs)} runs around the others (min/max)",
+            f"{loopback:.0f} MB/s ({min(loopback_runs):.0f}/{max(loopback_runs):.0f})",
+            "reference", "",
+        ))
         share = produced.mb_s / loopback
         rows.append((
             f"produce throughput, acks=1, {args.record_bytes} B records",
@@ -382,14 +428,17 @@ def main() -> int:
             f">= {TARGET_PRODUCE_SHARE_OF_LOOPBACK:.0%} of loopback-to-file",
             verdict(share >= TARGET_PRODUCE_SHARE_OF_LOOPBACK),
         ))
+        rows.append(("CPU during produce throughput", produce_cpu.describe(), "", ""))
 
         log("consume throughput")
-        consumed = consume_throughput(bootstrap, throughput_topic, args.partitions, args.records)
+        with CpuMeter(broker_pid) as consume_cpu:
+            consumed = consume_throughput(bootstrap, throughput_topic, args.partitions, args.records)
         rows.append((
             "consume throughput",
             f"{consumed.mb_s:.0f} MB/s, {consumed.records_s:,.0f} rec/s",
             "", "",
         ))
+        rows.append(("CPU during consume", consume_cpu.describe(), "", ""))
         if broker:
             rows.append(("RSS after the runs", f"{broker.rss_kib() / 1024:.1f} MiB", "", ""))
     finally:
