@@ -4,8 +4,8 @@
   module (a fresh one per module). Checked before and after every test: if a
   test leaves it dead, that test errors with the broker's log tail and the
   next test gets a new process on the same port and data dir.
-- `fresh_broker`: a process of the test's own, for tests that restart it or
-  feed it garbage.
+- `fresh_broker`: a process of the test's own, for tests that restart it.
+- `broker_factory`: starts processes of the test's own with extra arguments.
 - `topic`: a topic name unique to the test.
 Every failing test that used a broker gets the tail of that broker's log
 attached to its report.
@@ -58,6 +58,25 @@ def fresh_broker(tmp_path_factory, request):
     yield broker
     if broker.running():
         broker.stop()
+
+
+@pytest.fixture
+def broker_factory(tmp_path_factory):
+    """start(extra_args=[...]) -> a started broker of the test's own, with
+    extra command-line arguments (e.g. --set key=value); all are stopped at
+    the end of the test."""
+    started: list[BrokerProcess] = []
+
+    def start(extra_args: list[str] | None = None, **kwargs) -> BrokerProcess:
+        broker = _new_broker(tmp_path_factory, "configured-broker", extra_args=extra_args, **kwargs)
+        started.append(broker)
+        broker.start()
+        return broker
+
+    yield start
+    for broker in started:
+        if broker.running():
+            broker.stop()
 
 
 @pytest.fixture

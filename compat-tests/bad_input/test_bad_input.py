@@ -7,7 +7,6 @@ other connections afterwards."""
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 
@@ -141,22 +140,10 @@ def test_api_versions_v3_flexible_answer(broker):
         assert r.int32() >= 0  # throttle_time_ms
 
 
-def wait_topic_ready(conn: Connection, topic: str) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        meta = conn.metadata([topic], allow_auto_create=True).get(topic)
-        if meta and meta.error_code == wire.NONE and meta.partitions and meta.partitions[0].leader_id >= 0:
-            return
-        assert time.monotonic() < deadline, f"topic {topic} not ready: {meta}"
-        time.sleep(0.1)
-
-
 def test_produce_with_corrupt_crc_gets_corrupt_message(broker, topic):
     with connect(broker) as conn:
-        lo, hi = conn.api_versions().api_ranges[wire.PRODUCE]
-        version = min(hi, 8)
-        assert lo <= version and version >= 3, f"Produce versions {lo}..{hi}"
-        wait_topic_ready(conn, topic)
+        version = conn.produce_version()
+        conn.wait_topic_ready(topic)
 
         good = wire.record_batch([wire.Record(b"first", b"k")])
         (ok,) = conn.produce(version, topic, 0, good)

@@ -25,13 +25,17 @@ FETCH = 1
 LIST_OFFSETS = 2
 METADATA = 3
 API_VERSIONS = 18
+INIT_PRODUCER_ID = 22
 
 # Error codes (kafka/common/protocol/Errors)
 NONE = 0
 CORRUPT_MESSAGE = 2
 UNKNOWN_TOPIC_OR_PARTITION = 3
 LEADER_NOT_AVAILABLE = 5
+MESSAGE_TOO_LARGE = 10
+NOT_ENOUGH_REPLICAS = 19
 UNSUPPORTED_VERSION = 35
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 
 
 class ProtocolError(Exception):
@@ -362,6 +366,25 @@ def parse_produce_response(body: bytes, version: int) -> list[ProducePartitionRe
     return out
 
 
+def init_producer_id_request_v0(correlation_id: int) -> bytes:
+    """InitProducerId v0 for an idempotent (non-transactional) producer."""
+    body = nullable_string(None) + int32(60000)  # transactional_id, transaction_timeout_ms
+    return frame(request_header(INIT_PRODUCER_ID, 0, correlation_id) + body)
+
+
+@dataclass
+class ProducerIdentity:
+    error_code: int
+    producer_id: int
+    producer_epoch: int
+
+
+def parse_init_producer_id_v0(body: bytes) -> ProducerIdentity:
+    r = Reader(body)
+    r.int32()  # throttle_time_ms
+    return ProducerIdentity(r.int16(), r.int64(), r.int16())
+
+
 # --------------------------------------------------------------------------
 # A blocking connection
 # --------------------------------------------------------------------------
@@ -448,6 +471,30 @@ class Connection:
         cid = self.next_correlation_id()
         self.send(produce_request(cid, version, topic, partition, batch, acks))
         return parse_produce_response(self.recv_response(cid), version)
+
+    def init_producer_id(self) -> ProducerIdentity:
+        cid = self.next_correlation_id()
+        self.send(init_producer_id_request_v0(cid))
+        return parse_init_producer_id_v0(self.recv_response(cid))
+
+    def produce_version(self) -> int:
+        """The highest non-flexible Produce version the broker supports (3..8)."""
+        lo, hi = self.api_versions().api_ranges[PRODUCE]
+        version = min(hi, 8)
+        if version < max(lo, 3):
+            raise ProtocolError(f"no Produce version in 3..8 (broker supports {lo}..{hi})")
+        return version
+
+    def wait_topic_ready(self, topic: str, timeout_s: float = 15.0) -> TopicMetadata:
+        """Metadata with auto-create until every partition has a leader."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            meta = self.metadata([topic], allow_auto_create=True).get(topic)
+            if meta and meta.error_code == NONE and meta.partitions and all(p.leader_id >= 0 for p in meta.partitions):
+                return meta
+            if time.monotonic() > deadline:
+                raise ProtocolError(f"topic {topic} not ready after {timeout_s}s: {meta}")
+            time.sleep(0.1)
 
 
 def _read_uvarint(r: Reader) -> int:
