@@ -6,10 +6,12 @@ offsets, no commits (odradek has no group coordinator yet)."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from harness.readback import consumer, read_partition
@@ -180,3 +182,85 @@ def test_non_idempotent_acks_levels(broker, topic, acks):
     while len(records := read_partition(broker.bootstrap, topic)) < 30 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert [r.key for r in records] == [f"key-{i}".encode() for i in range(30)]
+
+
+def _first_record_after(c, deadline_s: float):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        msg = c.poll(0.05)
+        if msg is not None and not msg.error():
+            return msg
+    return None
+
+
+def test_fetch_long_polls_and_wakes_on_new_data(broker, topic):
+    """An empty fetch waits on the broker (no busy loop) and is answered as
+    soon as data arrives, not when fetch.wait.max.ms runs out."""
+    produce_all(producer(broker), topic, [keyed(0)])
+    c = consumer(broker.bootstrap, **{"fetch.wait.max.ms": 3000, "enable.partition.eof": False})
+    try:
+        c.assign([TopicPartition(topic, 0, 1)])  # at the end: nothing to read yet
+        time.sleep(1.0)  # let the consumer settle into waiting fetches
+        cpu_before = _process_cpu_s(broker.pid)
+        assert _first_record_after(c, 3.0) is None
+        idle_cpu_s = _process_cpu_s(broker.pid) - cpu_before
+        assert idle_cpu_s < 0.3, f"broker used {idle_cpu_s:.2f} s CPU in 3 s serving one idle consumer"
+
+        p = producer(broker)
+        sent_at = time.monotonic()
+        produce_all(p, topic, [keyed(1)])
+        msg = _first_record_after(c, 10.0)
+        assert msg is not None and msg.key() == b"key-1"
+        waited_s = time.monotonic() - sent_at
+        assert waited_s < 1.5, f"record arrived {waited_s:.2f} s after it was produced (fetch.wait.max.ms=3000)"
+    finally:
+        c.close()
+
+
+def _process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_fetch_returns_a_batch_larger_than_the_fetch_limits(broker, topic):
+    """KIP-74: the first batch is returned even if it exceeds
+    max.partition.fetch.bytes / fetch.max.bytes, so consumers make progress."""
+    values = [bytes([65 + i]) * 50_000 for i in range(3)]
+    produce_all(producer(broker, **{"linger.ms": 0}), topic, [{"partition": 0, "value": v} for v in values])
+    # librdkafka's smallest settings (it wants fetch.max.bytes >= message.max.bytes >= 1000).
+    limits = {"fetch.max.bytes": 1000, "max.partition.fetch.bytes": 1000, "message.max.bytes": 1000}
+    c = consumer(broker.bootstrap, **limits, **{"enable.partition.eof": False})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        got = []
+        deadline = time.monotonic() + 20
+        while len(got) < 3 and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is not None:
+                assert msg.error() is None, msg.error()
+                got.append(msg.value())
+        assert got == values
+    finally:
+        c.close()
+
+
+def test_log_append_time_topic_overrides_producer_timestamps(broker, topic):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics(
+        [NewTopic(topic, 1, 1, config={"message.timestamp.type": "LogAppendTime"})]
+    )[topic].result(timeout=15)
+    stale_ms = int(time.time() * 1000) - 3_600_000
+    before_ms = int(time.time() * 1000)
+    produce_all(producer(broker), topic, [{"partition": 0, "value": b"v", "timestamp": stale_ms}])
+    after_ms = int(time.time() * 1000)
+
+    c = consumer(broker.bootstrap, **{"enable.partition.eof": False})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        msg = _first_record_after(c, 20.0)
+    finally:
+        c.close()
+    assert msg is not None
+    ts_type, ts = msg.timestamp()
+    assert ts_type == TIMESTAMP_LOG_APPEND_TIME, f"timestamp type {ts_type} (create time is {TIMESTAMP_CREATE_TIME})"
+    assert before_ms - 1000 <= ts <= after_ms + 1000, (before_ms, ts, after_ms)
