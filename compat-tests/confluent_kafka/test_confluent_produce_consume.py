@@ -7,6 +7,7 @@ offsets, no commits (odradek has no group coordinator yet)."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -264,3 +265,30 @@ def test_log_append_time_topic_overrides_producer_timestamps(broker, topic):
     ts_type, ts = msg.timestamp()
     assert ts_type == TIMESTAMP_LOG_APPEND_TIME, f"timestamp type {ts_type} (create time is {TIMESTAMP_CREATE_TIME})"
     assert before_ms - 1000 <= ts <= after_ms + 1000, (before_ms, ts, after_ms)
+
+
+def test_concurrent_idempotent_producers_share_a_partition(broker, topic):
+    """Four producers (four connections) append to one partition at once:
+    nothing is lost or duplicated, and each producer's records keep their order."""
+    producers, per_producer = 4, 500
+    outcomes: dict[int, list] = {}
+
+    def run(pid: int) -> None:
+        messages = [{"partition": 0, "key": f"p{pid}".encode(), "value": f"{pid}:{i}".encode()}
+                    for i in range(per_producer)]
+        outcomes[pid] = produce_all(producer(broker, **{"linger.ms": 1}), topic, messages)
+
+    threads = [threading.Thread(target=run, args=(pid,)) for pid in range(producers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == list(range(producers)), "a producer thread failed"
+
+    records = read_partition(broker.bootstrap, topic)
+    assert [r.offset for r in records] == list(range(producers * per_producer))
+    for pid in range(producers):
+        mine = [r for r in records if r.key == f"p{pid}".encode()]
+        assert [r.value for r in mine] == [f"{pid}:{i}".encode() for i in range(per_producer)]
+        # The offsets in the delivery reports are where the records really are.
+        assert [r.offset for r in mine] == [offset for _, offset in outcomes[pid]]
