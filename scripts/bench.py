@@ -109,7 +109,7 @@ def loopback_to_file_mb_s(directory: Path, total_bytes: int, chunk_bytes: int = 
 # --------------------------------------------------------------------------
 # 2. Start-to-ready
 # --------------------------------------------------------------------------
-def start_to_ready_ms(binary: Path, work_dir: Path, starts: int, timeout_s: float = 30.0) -> list[float]:
+def start_to_ready_ms(binary: Path, work_dir: Path, starts: int, dev: bool, timeout_s: float = 30.0) -> list[float]:
     """Process start until the first ApiVersions answer, each start with a new
     empty data dir. Retries the connection in a tight loop (refused
     connections fail in microseconds on loopback)."""
@@ -118,7 +118,7 @@ def start_to_ready_ms(binary: Path, work_dir: Path, starts: int, timeout_s: floa
     for i in range(starts):
         data_dir = work_dir / f"start-{i}"
         port = free_loopback_port()
-        cmd = [str(binary), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+        cmd = [str(binary), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)] + (["--dev"] if dev else [])
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -336,6 +336,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bootstrap", help="measure this running broker instead of starting one")
     parser.add_argument("--binary", type=Path, help="broker binary (default: cargo build --release)")
+    parser.add_argument("--dev", action="store_true",
+                        help="start our broker with --dev (no fsync), to see what fsync costs")
     parser.add_argument("--work-dir", type=Path, help="parent of the temporary data dir (default: system temp)")
     parser.add_argument("--records", type=int, default=1_000_000, help="records for produce/consume throughput")
     parser.add_argument("--record-bytes", type=int, default=1024)
@@ -369,7 +371,7 @@ def main() -> int:
 
         if binary:
             log(f"start-to-ready: {args.starts} starts of {binary}")
-            starts = start_to_ready_ms(binary, work_dir, args.starts)
+            starts = start_to_ready_ms(binary, work_dir, args.starts, args.dev)
             mean = statistics.mean(starts)
             rows.append((
                 f"start-to-ready, mean of {len(starts)} (min/max)",
@@ -379,7 +381,7 @@ def main() -> int:
             ))
 
             broker = BrokerProcess(
-                data_dir=work_dir / "data", log_dir=work_dir / "logs", dev=False, binary=binary
+                data_dir=work_dir / "data", log_dir=work_dir / "logs", dev=args.dev, binary=binary
             )
             broker.start()
             time.sleep(2.0)  # idle
@@ -446,7 +448,8 @@ def main() -> int:
             broker.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
 
-    where = f"own broker (release build, fsync on, {args.partitions} partition(s))" if not args.bootstrap else args.bootstrap
+    fsync = "fsync off (--dev)" if args.dev else "fsync on"
+    where = f"own broker (release build, {fsync}, {args.partitions} partition(s))" if not args.bootstrap else args.bootstrap
     print(f"\n### odradek benchmark: {where}, {os.cpu_count()} cores\n")
     print("| metric | value | target | result |")
     print("| --- | --- | --- | --- |")
