@@ -15,6 +15,7 @@ from confluent_kafka.admin import (
     ConfigSource,
     NewPartitions,
     NewTopic,
+    OffsetSpec,
     ResourceType,
 )
 
@@ -216,3 +217,27 @@ def test_describe_cluster(broker, admin):
     assert cluster.cluster_id, "empty cluster id"
     assert [(n.host, n.port) for n in cluster.nodes] == [(broker.host, broker.port)]
     assert cluster.controller is not None and cluster.controller.id == cluster.nodes[0].id
+
+
+def test_list_offsets_earliest_latest_timestamp_and_max_timestamp(broker, admin, topic):
+    create(admin, topic)
+    base_ms = int(time.time() * 1000) - 60_000
+    # Timestamps out of order on purpose: the max timestamp is at offset 2, not at the end.
+    timestamps = [base_ms, base_ms + 1000, base_ms + 5000, base_ms + 2000, base_ms + 3000]
+    p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+    for i, ts in enumerate(timestamps):
+        p.produce(topic, value=f"v{i}".encode(), partition=0, timestamp=ts)
+    assert p.flush(30) == 0
+
+    tp = TopicPartition(topic, 0)
+
+    def lookup(spec: OffsetSpec) -> tuple[int, int]:
+        result = admin.list_offsets({tp: spec}, request_timeout=TIMEOUT_S)[tp].result(timeout=TIMEOUT_S)
+        return result.offset, result.timestamp
+
+    assert lookup(OffsetSpec.earliest())[0] == 0
+    assert lookup(OffsetSpec.latest())[0] == 5
+    # First offset whose timestamp is >= the query.
+    assert lookup(OffsetSpec.for_timestamp(base_ms + 1500)) == (2, base_ms + 5000)
+    # KIP-734: the offset holding the largest timestamp.
+    assert lookup(OffsetSpec.max_timestamp()) == (2, base_ms + 5000)

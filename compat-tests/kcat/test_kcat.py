@@ -119,3 +119,10 @@ def test_produce_with_acks(broker, topic, acks):
     assert [(r["offset"], r["key"], r["payload"]) for r in records] == [
         (i, f"k{i}", f"acks{acks}-{i}") for i in range(20)
     ]
+
+
+def test_idempotent_producer_of_librdkafka_2_0(broker, topic):
+    """librdkafka 2.0.2's idempotent producer (older InitProducerId/Produce versions)."""
+    produce_lines(broker, topic, [f"k{i}:idem-{i}" for i in range(100)], "-X", "enable.idempotence=true")
+    records = consume_json(broker, topic, "-o", "beginning")
+    assert [(r["offset"], r["key"], r["payload"]) for r in records] == [(i, f"k{i}", f"idem-{i}") for i in range(100)]
