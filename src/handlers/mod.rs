@@ -18,14 +18,14 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::VersionRange;
-
-use kafka_protocol::protocol::{Encodable, HeaderVersion};
 
 use crate::broker::Broker;
 use crate::protocol::{self, RequestError};
@@ -43,16 +43,13 @@ macro_rules! api_table {
         pub static SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[ $( (ApiKey::$key, $module::VERSIONS) ),* ];
 
         /// Decodes, handles and encodes one request. `Ok(None)` means no response is sent (acks=0).
-        async fn route(ctx: &RequestContext, api: ApiKey, header: &RequestHeader, body: &mut Bytes) -> Result<Option<BytesMut>, RequestError> {
+        async fn route(ctx: &RequestContext, api: ApiKey, header: &RequestHeader, body: &mut Bytes) -> Result<Pending, RequestError> {
             let version = header.request_api_version;
             let correlation_id = header.correlation_id;
             match api {
                 $( ApiKey::$key => {
                     let request: $request = protocol::decode_body(body, api, version)?;
-                    match $module::handle(ctx, header, request).await.into_reply() {
-                        Some(response) => protocol::encode_response(api, version, correlation_id, &response).map(Some),
-                        None => Ok(None),
-                    }
+                    $module::handle(ctx, header, request).await.into_pending(api, version, correlation_id)
                 } )*
                 _ => Err(RequestError::UnknownApiKey(api as i16)),
             }
@@ -78,43 +75,42 @@ api_table! {
     DescribeCluster => describe_cluster(DescribeClusterRequest),
 }
 
-/// A handler's result: a response, or for acks=0 produce possibly none.
+/// A response still being produced: the handler ran in request order, but the response may wait for
+/// something that need not hold up the next request (the fsync of a produce). The connection writes pending
+/// responses in request order.
+pub enum Pending {
+    Ready(Option<BytesMut>),
+    Deferred(Pin<Box<dyn Future<Output = Result<Option<BytesMut>, RequestError>> + Send>>),
+}
+
+/// What a handler returns, turned into the bytes to send (or a future of them).
 pub trait Reply {
-    type Response: Encodable + HeaderVersion;
-    fn into_reply(self) -> Option<Self::Response>;
+    fn into_pending(self, api: ApiKey, version: i16, correlation_id: i32) -> Result<Pending, RequestError>;
 }
 
 macro_rules! always_replies {
     ($($response:ty),* $(,)?) => {
         $( impl Reply for $response {
-            type Response = $response;
-            fn into_reply(self) -> Option<Self::Response> {
-                Some(self)
+            fn into_pending(self, api: ApiKey, version: i16, correlation_id: i32) -> Result<Pending, RequestError> {
+                protocol::encode_response(api, version, correlation_id, &self).map(|bytes| Pending::Ready(Some(bytes)))
             }
         } )*
     };
 }
 
 always_replies!(
-    ProduceResponse, FetchResponse, ListOffsetsResponse, MetadataResponse, ApiVersionsResponse,
+    FetchResponse, ListOffsetsResponse, MetadataResponse, ApiVersionsResponse,
     CreateTopicsResponse, DeleteTopicsResponse, DeleteRecordsResponse, InitProducerIdResponse,
     OffsetForLeaderEpochResponse, DescribeConfigsResponse, AlterConfigsResponse, CreatePartitionsResponse,
     IncrementalAlterConfigsResponse, DescribeClusterResponse,
 );
-
-impl<R: Reply<Response = R> + Encodable + HeaderVersion> Reply for Option<R> {
-    type Response = R;
-    fn into_reply(self) -> Option<R> {
-        self
-    }
-}
 
 pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {
     SUPPORTED_APIS.iter().find(|(key, versions)| *key == api && !versions.is_empty()).map(|(_, versions)| *versions)
 }
 
 /// Handles one request frame (size prefix already removed). Errors close the connection, as in Kafka.
-pub async fn handle_frame(ctx: &mut RequestContext, frame: Bytes) -> Result<Option<BytesMut>, RequestError> {
+pub async fn handle_frame(ctx: &mut RequestContext, frame: Bytes) -> Result<Pending, RequestError> {
     let prefix = protocol::peek_prefix(&frame)?;
     let api = ApiKey::try_from(prefix.api_key).map_err(|_| RequestError::UnknownApiKey(prefix.api_key))?;
     let Some(versions) = supported_versions(api) else {
@@ -123,7 +119,7 @@ pub async fn handle_frame(ctx: &mut RequestContext, frame: Bytes) -> Result<Opti
     if prefix.api_version < versions.min || prefix.api_version > versions.max {
         if api == ApiKey::ApiVersions {
             // KIP-511: a client newer than us learns our versions from a v0 answer it can always parse.
-            return api_versions::unsupported_version_response(prefix.correlation_id).map(Some);
+            return api_versions::unsupported_version_response(prefix.correlation_id).map(|bytes| Pending::Ready(Some(bytes)));
         }
         return Err(RequestError::UnsupportedVersion { api, version: prefix.api_version, min: versions.min, max: versions.max });
     }

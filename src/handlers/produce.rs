@@ -11,9 +11,11 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestH
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 
-use super::RequestContext;
+use std::sync::Arc;
+
+use super::{Pending, Reply, RequestContext};
 use crate::broker::now_ms;
-use crate::partition::PartitionError;
+use crate::partition::{AppendOutcome, Partition, PartitionError};
 use crate::protocol::errors::KafkaCode;
 use crate::protocol::{self, RequestError};
 
@@ -22,7 +24,7 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 11 };
 /// The first version the kafka-protocol crate decodes.
 const FIRST_MODERN_VERSION: i16 = 3;
 
-pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: ProduceRequest) -> ProduceReply {
     let acks = request.acks;
     let version = header.request_api_version;
     let now = now_ms();
@@ -58,42 +60,78 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Produ
         }
         responses.push(TopicProduceResponse::default().with_name(topic.name).with_topic_id(topic.topic_id).with_partition_responses(partition_responses));
     }
-    // The partitions of one request are fsynced in parallel; each partition shares its fsync with every
-    // other request waiting on it (group commit).
-    let mut flushes = tokio::task::JoinSet::new();
-    for (partition, end_offset, partition_slot, topic_slot) in to_flush {
-        flushes.spawn(async move { (partition.flush_to(end_offset).await, partition, partition_slot, topic_slot) });
-    }
-    while let Some(joined) = flushes.join_next().await {
-        let (result, partition, partition_slot, topic_slot) = match joined {
-            Ok(done) => done,
-            Err(e) => {
-                // The flush task panicked: we cannot know which partition, so no write of this request is
-                // acknowledged.
-                tracing::error!(error = %e, "fsync task failed");
-                for topic in &mut responses {
-                    for answer in &mut topic.partition_responses {
-                        answer.error_code = ResponseError::KafkaStorageError.code();
-                        answer.base_offset = -1;
-                    }
-                }
-                continue;
-            }
-        };
-        if let Err(e) = result {
-            tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed; the write is not acknowledged");
-            let answer = &mut responses[topic_slot].partition_responses[partition_slot];
-            answer.error_code = e.error_code();
-            answer.base_offset = -1;
-        }
-    }
-    if acks == 0 {
-        return None;
-    }
-    Some(ProduceResponse::default().with_responses(responses))
+    ProduceReply { response: ProduceResponse::default().with_responses(responses), to_flush, acks }
 }
 
-type Appended = (std::sync::Arc<crate::partition::Partition>, crate::partition::AppendOutcome);
+/// A produce whose records are appended but maybe not yet durable. Appending happens in request order on
+/// the connection; waiting for the fsync does not, so the next request's append overlaps this one's fsync and
+/// the two share it (group commit).
+pub struct ProduceReply {
+    response: ProduceResponse,
+    /// (partition, offset that must be durable, partition slot, topic slot in `response`).
+    to_flush: Vec<(Arc<Partition>, i64, usize, usize)>,
+    acks: i16,
+}
+
+impl ProduceReply {
+    /// Waits for every appended partition to be durable; a partition whose fsync failed is answered with
+    /// an error instead of an offset. None for acks=0.
+    pub async fn finish(self) -> Option<ProduceResponse> {
+        let ProduceReply { mut response, to_flush, acks } = self;
+        // The partitions of one request are fsynced in parallel.
+        let mut flushes = tokio::task::JoinSet::new();
+        for (partition, end_offset, partition_slot, topic_slot) in to_flush {
+            flushes.spawn(async move { (partition.flush_to(end_offset).await, partition, partition_slot, topic_slot) });
+        }
+        while let Some(joined) = flushes.join_next().await {
+            let (result, partition, partition_slot, topic_slot) = match joined {
+                Ok(done) => done,
+                Err(e) => {
+                    // The flush task panicked: we cannot know which partition, so no write of this request is
+                    // acknowledged.
+                    tracing::error!(error = %e, "fsync task failed");
+                    for topic in &mut response.responses {
+                        for answer in &mut topic.partition_responses {
+                            answer.error_code = ResponseError::KafkaStorageError.code();
+                            answer.base_offset = -1;
+                        }
+                    }
+                    continue;
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed; the write is not acknowledged");
+                let answer = &mut response.responses[topic_slot].partition_responses[partition_slot];
+                answer.error_code = e.error_code();
+                answer.base_offset = -1;
+            }
+        }
+        if acks == 0 {
+            return None;
+        }
+        Some(response)
+    }
+}
+
+impl Reply for ProduceReply {
+    fn into_pending(self, api: ApiKey, version: i16, correlation_id: i32) -> Result<Pending, RequestError> {
+        if self.acks == 0 {
+            return Ok(Pending::Ready(None));
+        }
+        if self.to_flush.is_empty() {
+            let response = self.response;
+            return protocol::encode_response(api, version, correlation_id, &response).map(|bytes| Pending::Ready(Some(bytes)));
+        }
+        Ok(Pending::Deferred(Box::pin(async move {
+            match self.finish().await {
+                Some(response) => protocol::encode_response(api, version, correlation_id, &response).map(Some),
+                None => Ok(None),
+            }
+        })))
+    }
+}
+
+type Appended = (Arc<Partition>, AppendOutcome);
 
 #[allow(clippy::too_many_arguments)]
 fn append_one(
@@ -121,19 +159,20 @@ fn append_one(
 }
 
 /// Produce v0-2: decode as v3, answer in the old layout.
-pub async fn handle_legacy(ctx: &RequestContext, header: &RequestHeader, body: Bytes) -> Result<Option<BytesMut>, RequestError> {
+pub async fn handle_legacy(ctx: &RequestContext, header: &RequestHeader, body: Bytes) -> Result<Pending, RequestError> {
     let version = header.request_api_version;
     let mut as_v3 = BytesMut::with_capacity(body.len() + 2);
     as_v3.put_i16(-1); // null transactional id
     as_v3.put_slice(&body);
     let mut as_v3 = as_v3.freeze();
     let request: ProduceRequest = protocol::decode_body(&mut as_v3, ApiKey::Produce, FIRST_MODERN_VERSION)?;
-    let Some(response) = handle(ctx, header, request).await else { return Ok(None) };
+    let Some(response) = handle(ctx, header, request).await.finish().await else { return Ok(Pending::Ready(None)) };
     if version == 2 {
         // The v2 response layout is the v3 one.
-        return protocol::encode_response(ApiKey::Produce, FIRST_MODERN_VERSION, header.correlation_id, &response).map(Some);
+        return protocol::encode_response(ApiKey::Produce, FIRST_MODERN_VERSION, header.correlation_id, &response)
+            .map(|bytes| Pending::Ready(Some(bytes)));
     }
-    Ok(Some(encode_v0_v1(header.correlation_id, version, &response)))
+    Ok(Pending::Ready(Some(encode_v0_v1(header.correlation_id, version, &response))))
 }
 
 fn put_string(out: &mut BytesMut, s: &StrBytes) {
