@@ -340,6 +340,9 @@ fn walk<S: Source>(
 ) -> Result<(), LogError> {
     for index in 0..count {
         let meta = record::parse_record(src, index, None)?;
+        if meta.offset_delta != index {
+            return Err(corrupt(format!("record {index} has offset delta {}", meta.offset_delta)));
+        }
         check(&meta, index)?;
         *max_delta = (*max_delta).max(meta.timestamp_delta);
     }
@@ -404,8 +407,14 @@ fn visit_with<S: Source>(
 ) -> Result<(), LogError> {
     let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
     let mut data = RecordData::default();
+    let mut previous_delta = -1i32;
     for index in 0..header.record_count.max(0) {
         let meta = record::parse_record(src, index, capture.then_some(&mut data))?;
+        // Compacted batches have gaps between deltas, but deltas still grow and stay within the batch.
+        if meta.offset_delta <= previous_delta || meta.offset_delta > header.last_offset_delta {
+            return Err(corrupt(format!("record {index} has offset delta {} (previous {previous_delta}, last {})", meta.offset_delta, header.last_offset_delta)));
+        }
+        previous_delta = meta.offset_delta;
         let timestamp = if log_append { header.max_timestamp } else { header.base_timestamp.wrapping_add(meta.timestamp_delta) };
         let offset = header.base_offset + i64::from(meta.offset_delta);
         if !f(offset, timestamp, capture.then_some(&mut data)) {

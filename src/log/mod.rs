@@ -25,6 +25,7 @@
 pub mod batch;
 pub mod compression;
 mod checkpoint;
+mod compaction;
 mod epoch_cache;
 mod index;
 mod record;
@@ -38,6 +39,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use batch::{BatchHeader, Compression, TimestampType};
+pub use compaction::{CleanerConfig, CompactionStats};
 pub use epoch_cache::EpochEntry;
 
 use checkpoint::{LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
@@ -61,7 +63,8 @@ pub struct LogConfig {
     pub max_message_bytes: u32,
     /// message.timestamp.type: CreateTime keeps the producer's timestamps; LogAppendTime overwrites them.
     pub message_timestamp_type: TimestampType,
-    /// cleanup.policy contains "compact": every record must have a key.
+    /// cleanup.policy contains "compact": every record must have a key, and closed segments are compacted
+    /// (see [`CleanerConfig`] for the compaction settings and whether "delete" retention applies too).
     pub compact: bool,
     /// false under --dev: never fsync.
     pub fsync: bool,
@@ -136,6 +139,15 @@ pub struct Log {
     /// The lowest offset truncated since the last `unflushed()` (i64::MAX: none). An fsync that was started
     /// before a truncation must not vouch for data written after it.
     flush_barrier: AtomicI64,
+    /// Cleanup-policy and compaction settings.
+    cleaner: CleanerConfig,
+    /// Offsets below this were compacted by an earlier pass (persisted as `cleaner-offset-checkpoint`).
+    cleaner_checkpoint: i64,
+    /// A compaction failed after its commit point: in-memory segments may not match the files until reopen.
+    cleaner_failed: bool,
+    /// Tests: fail a compaction swap right after this step, leaving the files as a crash would.
+    #[cfg(test)]
+    crash_at: Option<compaction::Step>,
 }
 
 fn out_of_range(offset: i64, log: &Log) -> LogError {
@@ -172,6 +184,7 @@ impl Log {
     /// a torn or corrupt tail, rebuilds indexes that are missing or damaged, loads the leader-epoch checkpoint.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
         fs::create_dir_all(dir)?;
+        compaction::recover_interrupted_swaps(dir)?;
         let mut bases = Vec::new();
         let mut index_names = Vec::new();
         for entry in fs::read_dir(dir)? {
@@ -238,7 +251,9 @@ impl Log {
             segments.push(Segment::create(dir, start_checkpoint.unwrap_or(0))?);
         }
         let first_base = segments[0].base_offset;
-        let mut log_start_offset = start_checkpoint.unwrap_or(first_base).max(first_base);
+        // The log start may lie below the first segment: compaction can empty leading segments, and retention
+        // persists the new start before deleting segments.
+        let log_start_offset = start_checkpoint.unwrap_or(first_base);
         let recovered_end = segments.last().map_or(0, |s| s.next_offset);
         if log_start_offset > recovered_end {
             tracing::warn!(dir = %dir.display(), log_start_offset, recovered_end, "log start offset is past the recovered log end; starting empty");
@@ -248,7 +263,6 @@ impl Log {
             segments.push(Segment::create(dir, log_start_offset)?);
             scanned.clear();
         }
-        log_start_offset = log_start_offset.max(segments[0].base_offset);
         if let Some(active) = segments.last_mut() {
             active.make_active()?;
         }
@@ -261,6 +275,11 @@ impl Log {
             recovery_point: recovery_checkpoint,
             epochs,
             flush_barrier: AtomicI64::new(i64::MAX),
+            cleaner: CleanerConfig::default(),
+            cleaner_checkpoint: checkpoint::read_offset(dir, compaction::CLEANER_CHECKPOINT_FILE).unwrap_or(0),
+            cleaner_failed: false,
+            #[cfg(test)]
+            crash_at: None,
         };
         log.delete_segments_below_start()?;
         let end = log.log_end_offset();
@@ -699,46 +718,71 @@ impl Log {
         debug_assert!(end <= offset);
         self.flushed_offset = self.flushed_offset.min(end);
         self.flush_barrier.fetch_min(end, Ordering::SeqCst);
+        if self.cleaner_checkpoint > end {
+            // Data appended after the truncation point is dirty again.
+            self.set_cleaner_checkpoint(end)?;
+        }
         if self.epochs.truncate_from_end(end) {
             self.epochs.persist(fsync)?;
         }
         Ok(())
     }
 
-    /// Rolls the active segment when segment.ms has passed, deletes closed segments past retention.ms or
-    /// retention.bytes. Returns how many segments were deleted.
+    /// Rolls the active segment when segment.ms has passed; with "delete" in the cleanup policy deletes
+    /// closed segments past retention.ms or retention.bytes; with "compact" runs a compaction pass over the
+    /// closed segments. Returns how many segments retention deleted.
+    ///
+    /// Compaction stops at the active segment only: a caller that knows the high watermark should call
+    /// [`Log::cleanup`] so that records which may still be truncated never supersede older ones.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        self.cleanup(now_ms, i64::MAX)
+    }
+
+    /// [`Log::enforce_retention`], compacting only below `high_watermark`.
+    pub fn cleanup(&mut self, now_ms: i64, high_watermark: i64) -> Result<usize, LogError> {
         let active = self.active();
         if !active.is_empty() && active.roll_start_ms.is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms) {
             self.roll()?;
         }
-        let mut deleted = 0;
-        if self.config.retention_ms >= 0 {
-            while self.segments.len() > 1 {
-                let seg = &self.segments[0];
-                let newest = if seg.max_timestamp >= 0 { seg.max_timestamp } else { seg.modified_ms().unwrap_or(now_ms) };
-                if now_ms.saturating_sub(newest) <= self.config.retention_ms {
-                    break;
+        let mut doomed = 0usize;
+        let closed = self.segments.len() - 1;
+        if self.cleaner.delete_applies(&self.config) {
+            if self.config.retention_ms >= 0 {
+                while doomed < closed {
+                    let seg = &self.segments[doomed];
+                    let newest = if seg.max_timestamp >= 0 { seg.max_timestamp } else { seg.modified_ms().unwrap_or(now_ms) };
+                    if now_ms.saturating_sub(newest) <= self.config.retention_ms {
+                        break;
+                    }
+                    doomed += 1;
                 }
-                self.segments.remove(0).delete_files()?;
-                deleted += 1;
+            }
+            if self.config.retention_bytes >= 0 {
+                let kept: u64 = self.segments[doomed..].iter().map(|s| s.size).sum();
+                let mut excess = kept as i64 - self.config.retention_bytes;
+                while doomed < closed && excess >= self.segments[doomed].size as i64 {
+                    excess -= self.segments[doomed].size as i64;
+                    doomed += 1;
+                }
             }
         }
-        if self.config.retention_bytes >= 0 {
-            let mut excess = self.size_bytes() as i64 - self.config.retention_bytes;
-            while self.segments.len() > 1 && excess >= self.segments[0].size as i64 {
-                excess -= self.segments[0].size as i64;
-                self.segments.remove(0).delete_files()?;
-                deleted += 1;
+        if doomed > 0 {
+            // The new start is durable before any file goes, so a crash never leaves it below a deleted segment.
+            let new_start = self.segments[doomed].base_offset;
+            if new_start > self.log_start_offset {
+                self.log_start_offset = new_start;
+                self.persist_log_start()?;
+                if self.epochs.truncate_from_start(new_start) {
+                    self.epochs.persist(self.config.fsync)?;
+                }
+            }
+            for seg in self.segments.drain(..doomed) {
+                seg.delete_files()?;
             }
         }
-        deleted += self.delete_segments_below_start()?;
-        if self.segments[0].base_offset > self.log_start_offset {
-            self.log_start_offset = self.segments[0].base_offset;
-            self.persist_log_start()?;
-            if self.epochs.truncate_from_start(self.log_start_offset) {
-                self.epochs.persist(self.config.fsync)?;
-            }
+        let deleted = doomed + self.delete_segments_below_start()?;
+        if self.config.compact {
+            self.compact(now_ms, high_watermark)?;
         }
         Ok(deleted)
     }

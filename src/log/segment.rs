@@ -130,7 +130,7 @@ fn open_rw(path: &Path) -> io::Result<File> {
     OpenOptions::new().read(true).write(true).open(path)
 }
 
-fn remove_if_exists(path: &Path) -> io::Result<()> {
+pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -346,9 +346,21 @@ impl Segment {
         self.last_batch = Some(OffsetEntry { rel: rel_base, pos: pos as u32 });
     }
 
+    /// A new empty segment whose log file is `path` (compaction builds one under a temporary name).
+    pub fn create_at(path: PathBuf, base_offset: i64) -> io::Result<Segment> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        Ok(Self::empty(base_offset, path, file))
+    }
+
     /// Ends appends to this segment: completes the indexes (an entry for the last batch, the max timestamp)
     /// and writes them to disk, after which lookups go to the files.
     pub fn close(&mut self, dir: &Path, fsync: bool) -> io::Result<()> {
+        let (_, index_path, time_path) = Self::paths(dir, self.base_offset);
+        self.close_to(&index_path, &time_path, fsync)
+    }
+
+    /// [`Segment::close`] writing the index files to the given paths.
+    pub fn close_to(&mut self, index_path: &Path, time_path: &Path, fsync: bool) -> io::Result<()> {
         let Index::Memory { offsets, times } = &mut self.index else { return Ok(()) };
         if let Some(last) = self.last_batch {
             if offsets.last() != Some(&last) {
@@ -358,9 +370,13 @@ impl Segment {
         if self.size > 0 && self.max_timestamp > times.last().map_or(-1, |t| t.timestamp) {
             times.push(TimeEntry { timestamp: self.max_timestamp, rel: (self.next_offset - 1 - self.base_offset) as u32 });
         }
-        let (_, index_path, time_path) = Self::paths(dir, self.base_offset);
-        Index::write_files(offsets, times, &index_path, &time_path, fsync)?;
-        self.index = Index::Disk { offset_path: index_path, time_path, offsets: offsets.len() as u64, times: times.len() as u64 };
+        Index::write_files(offsets, times, index_path, time_path, fsync)?;
+        self.index = Index::Disk {
+            offset_path: index_path.to_path_buf(),
+            time_path: time_path.to_path_buf(),
+            offsets: offsets.len() as u64,
+            times: times.len() as u64,
+        };
         Ok(())
     }
 
