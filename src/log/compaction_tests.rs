@@ -525,3 +525,31 @@ mod model {
         }
     }
 }
+
+#[test]
+fn transactional_and_control_batches_are_kept_and_protect_later_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), cfg());
+    let txn = BatchBuilder { transactional: true, ..BatchBuilder::new().producer(5, 0, 0) };
+    put_batch(&mut log, txn.clone(), &[("a", Some("txn")), ("b", Some("txn"))], 1_000);
+    let marker = BatchBuilder { control: true, transactional: true, ..BatchBuilder::new().producer(5, 0, -1) };
+    let recs = [NewRecord { timestamp_ms: 1_000, key: Some(&[0, 0, 0, 1]), value: Some(&[0, 0, 0, 0, 0, 0]), headers: &[] }];
+    let mut b = marker.build(&recs).unwrap();
+    let headers = batch::validate_record_set(&b, u32::MAX, false).unwrap();
+    log.append_as_leader(&mut b, &headers, 0, 1_000).unwrap();
+    put(&mut log, "a", Some("plain"), 1_000);
+    put(&mut log, "a", None, 1_000);
+    put(&mut log, "c", Some("1"), 1_000);
+    put(&mut log, "c", None, 1_000);
+    put(&mut log, "b", Some("plain"), 1_000);
+    log.roll().unwrap();
+    put(&mut log, "z", Some("1"), 1_000);
+    let stats = log.compact(1_000_000, i64::MAX).unwrap().unwrap();
+    // "a"'s tombstone stays (a transactional "a" precedes it); "c"'s expired tombstone goes.
+    assert_eq!(stats.tombstones_removed, 1);
+    let mut batches = Vec::new();
+    log.scan_batches(0, &mut |h| batches.push((h.base_offset, h.is_transactional(), h.is_control()))).unwrap();
+    assert_eq!(&batches[..2], &[(0, true, false), (2, true, true)]);
+    let got: Vec<(i64, String)> = contents(&log).into_iter().map(|e| (e.0, e.1)).collect();
+    assert_eq!(got, vec![(0, "a".into()), (1, "b".into()), (2, String::from_utf8(vec![0, 0, 0, 1]).unwrap()), (4, "a".into()), (7, "b".into()), (8, "z".into())]);
+}

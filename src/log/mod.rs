@@ -14,7 +14,9 @@
 //!   `record` (varints, record layout) and [`compression`] (bounded codecs) underneath.
 //! - `segment`: one `.log` file with its indexes (`index`): append, lookup, scan, truncate, recovery scan.
 //! - `epoch_cache`: the `leader-epoch-checkpoint`; `checkpoint`: atomic small files (`recovery-point`,
-//!   `log-start-offset`).
+//!   `log-start-offset`, `cleaner-offset-checkpoint`).
+//! - `compaction`: cleanup.policy=compact — keeps the latest record per key in the closed segments, swapping
+//!   rewritten segments in crash-safely; driven by [`Log::enforce_retention`].
 //!
 //! Life of an append: `validate_record_set` (no lock) → `append_as_leader` patches offsets/epoch/timestamps and
 //! CRCs in place → one `pwrite` per segment touched → indexes and epoch cache updated → the partition fsyncs the
