@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::controller::{self, ConfigChange, Controller, ControllerError, IncrementalChange, MetadataImage, NewTopic, TopicRef};
-use crate::partition::{Leadership, Partition};
+use crate::partition::{Leadership, Partition, PartitionSettings};
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -172,11 +172,14 @@ impl Broker {
             }
         }
         for topic in image.topics.values() {
-            let log_config = self.config.log_config(&topic.configs);
-            let min_isr: i32 = self.config.topic_value(&topic.configs, "min.insync.replicas").parse().unwrap_or(1);
+            let settings = PartitionSettings {
+                log: self.config.log_config(&topic.configs),
+                cleaner: self.config.cleaner_config(&topic.configs),
+                min_insync_replicas: self.config.topic_value(&topic.configs, "min.insync.replicas").parse().unwrap_or(1),
+            };
             let existing = self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&topic.topic_id).cloned().unwrap_or_default();
             for partition in &existing {
-                partition.reconfigure(log_config.clone(), min_isr);
+                partition.reconfigure(settings.clone());
             }
             let mut opened = Vec::new();
             for (index, placement) in topic.partitions.iter().enumerate().skip(existing.len()) {
@@ -194,8 +197,7 @@ impl Broker {
                     &topic.name,
                     topic.topic_id,
                     index as i32,
-                    log_config.clone(),
-                    min_isr,
+                    settings.clone(),
                     leadership,
                     now,
                 )

@@ -8,13 +8,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::log::{LogConfig, TimestampType};
+use crate::log::{CleanerConfig, LogConfig, TimestampType};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PropertyType {
     Boolean,
     Int,
     Long,
+    Double,
     Text,
     /// Comma-separated list.
     List,
@@ -28,6 +29,7 @@ impl PropertyType {
             PropertyType::Text => 2,
             PropertyType::Int => 3,
             PropertyType::Long => 5,
+            PropertyType::Double => 6,
             PropertyType::List => 7,
         }
     }
@@ -83,6 +85,9 @@ pub static BROKER_PROPERTIES: &[Property] = &[
     at_least(prop("log.retention.check.interval.ms", Long, "300000", "How often retention is enforced, in milliseconds."), 1),
     at_least(prop("log.index.interval.bytes", Int, "4096", "Bytes between two offset-index entries (topic: index.interval.bytes)."), 0),
     one_of(prop("log.cleanup.policy", List, "delete", "delete or compact (topic: cleanup.policy)."), &["delete", "compact", "compact,delete", "delete,compact"]),
+    at_least(prop("log.cleaner.delete.retention.ms", Long, "86400000", "How long tombstones stay in a compacted log, in milliseconds (topic: delete.retention.ms)."), 0),
+    prop("log.cleaner.min.cleanable.ratio", Double, "0.5", "Compact a log only when its dirty bytes exceed this share of its cleanable bytes, 0 to 1 (topic: min.cleanable.dirty.ratio)."),
+    at_least(prop("log.cleaner.min.compaction.lag.ms", Long, "0", "Leave records uncompacted for at least this long, in milliseconds (topic: min.compaction.lag.ms)."), 0),
     one_of(prop("log.message.timestamp.type", Text, "CreateTime", "CreateTime or LogAppendTime (topic: message.timestamp.type)."), &["CreateTime", "LogAppendTime"]),
     prop("log.flush.enable", Boolean, "true", "fsync before acknowledging writes (group commit); --dev sets false."),
     prop("unclean.leader.election.enable", Boolean, "false", "Allow an out-of-sync replica to become leader (never with a single node)."),
@@ -105,6 +110,9 @@ pub static TOPIC_PROPERTIES: &[TopicProperty] = &[
     TopicProperty { name: "index.interval.bytes", broker_default: "log.index.interval.bytes", kind: Int },
     TopicProperty { name: "max.message.bytes", broker_default: "message.max.bytes", kind: Int },
     TopicProperty { name: "message.timestamp.type", broker_default: "log.message.timestamp.type", kind: Text },
+    TopicProperty { name: "delete.retention.ms", broker_default: "log.cleaner.delete.retention.ms", kind: Long },
+    TopicProperty { name: "min.cleanable.dirty.ratio", broker_default: "log.cleaner.min.cleanable.ratio", kind: Double },
+    TopicProperty { name: "min.compaction.lag.ms", broker_default: "log.cleaner.min.compaction.lag.ms", kind: Long },
     TopicProperty { name: "min.insync.replicas", broker_default: "min.insync.replicas", kind: Int },
     TopicProperty { name: "unclean.leader.election.enable", broker_default: "unclean.leader.election.enable", kind: Boolean },
 ];
@@ -143,6 +151,12 @@ fn check_value(name: &str, kind: PropertyType, min: i64, choices: &[&str], value
             }
             if number < min {
                 return Err(invalid(format!("must be at least {min}")));
+            }
+        }
+        Double => {
+            let number: f64 = value.trim().parse().map_err(|_| invalid("expected a number".into()))?;
+            if !(0.0..=1.0).contains(&number) {
+                return Err(invalid("must be between 0 and 1".into()));
             }
         }
         Text | List => {}
@@ -254,6 +268,25 @@ impl BrokerConfig {
     }
 }
 
+impl BrokerConfig {
+    /// The compaction settings of a topic with these overrides, and whether delete retention applies too.
+    pub fn cleaner_config(&self, overrides: &BTreeMap<String, String>) -> CleanerConfig {
+        let number = |name: &str| self.topic_value(overrides, name).trim().parse::<i64>().unwrap_or(0);
+        CleanerConfig {
+            delete: Some(self.topic_value(overrides, "cleanup.policy").split(',').any(|p| p.trim() == "delete")),
+            delete_retention_ms: number("delete.retention.ms").max(0),
+            min_cleanable_dirty_ratio: self
+                .topic_value(overrides, "min.cleanable.dirty.ratio")
+                .trim()
+                .parse::<f64>()
+                .unwrap_or(0.5)
+                .clamp(0.0, 1.0),
+            min_compaction_lag_ms: number("min.compaction.lag.ms").max(0),
+            ..CleanerConfig::default()
+        }
+    }
+}
+
 fn flatten_toml(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
     match value {
         toml::Value::Table(table) => {
@@ -287,7 +320,7 @@ pub fn example_toml() -> String {
     for p in BROKER_PROPERTIES {
         out.push_str(&format!("# {}\n", p.doc));
         let value = match p.kind {
-            Boolean | Int | Long => p.default.to_string(),
+            Boolean | Int | Long | Double => p.default.to_string(),
             Text | List => format!("{:?}", p.default),
         };
         out.push_str(&format!("# \"{}\" = {}\n\n", p.name, value));
@@ -347,6 +380,24 @@ mod tests {
         assert!(validate_topic_config("retention.ms", "-1").is_ok());
         assert!(validate_topic_config("retention.ms", "-2").is_err());
         assert!(validate_topic_config("bogus", "1").is_err());
+    }
+
+    #[test]
+    fn cleanup_policy_and_cleaner_settings_follow_topic_overrides() {
+        let config = BrokerConfig::default();
+        let mut overrides = BTreeMap::new();
+        assert_eq!(config.cleaner_config(&overrides).delete, Some(true));
+        overrides.insert("cleanup.policy".to_string(), "compact,delete".to_string());
+        overrides.insert("min.cleanable.dirty.ratio".to_string(), "0.25".to_string());
+        let cleaner = config.cleaner_config(&overrides);
+        assert_eq!(cleaner.delete, Some(true));
+        assert_eq!(cleaner.min_cleanable_dirty_ratio, 0.25);
+        assert_eq!(cleaner.delete_retention_ms, 86_400_000);
+        assert!(config.log_config(&overrides).compact);
+        overrides.insert("cleanup.policy".to_string(), "compact".to_string());
+        assert_eq!(config.cleaner_config(&overrides).delete, Some(false));
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "half").is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::log::{batch, LogConfig, LogError, Log};
+use crate::log::{batch, CleanerConfig, Log, LogConfig, LogError};
 use producer_state::{ProducerStateTable, SequenceCheck, SequenceError};
 
 #[derive(thiserror::Error, Debug)]
@@ -81,6 +81,14 @@ pub struct Offsets {
     pub log_end_offset: i64,
 }
 
+/// A partition's settings, derived from its topic's configs.
+#[derive(Clone, Debug)]
+pub struct PartitionSettings {
+    pub log: LogConfig,
+    pub cleaner: CleanerConfig,
+    pub min_insync_replicas: i32,
+}
+
 /// Replica placement and leadership, as the controller's metadata image states it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Leadership {
@@ -114,12 +122,13 @@ impl Partition {
         topic: &str,
         topic_id: Uuid,
         index: i32,
-        log_config: LogConfig,
-        min_insync_replicas: i32,
+        settings: PartitionSettings,
         leadership: Leadership,
         now_ms: i64,
     ) -> Result<Partition, PartitionError> {
-        let log = Log::open(&data_dir.join(format!("{topic}-{index}")), log_config)?;
+        let PartitionSettings { log: log_config, cleaner, min_insync_replicas } = settings;
+        let mut log = Log::open(&data_dir.join(format!("{topic}-{index}")), log_config)?;
+        log.set_cleaner_config(cleaner);
         let mut producers = ProducerStateTable::default();
         log.scan_batches(log.log_start_offset(), &mut |header| {
             producers.record(header, header.base_offset, now_ms);
@@ -312,17 +321,20 @@ impl Partition {
     }
 
     /// Applies new topic configs.
-    pub fn reconfigure(&self, log_config: LogConfig, min_insync_replicas: i32) {
+    pub fn reconfigure(&self, settings: PartitionSettings) {
         let mut state = self.lock();
-        state.log.set_config(log_config);
-        state.min_insync_replicas = min_insync_replicas;
+        state.log.set_config(settings.log);
+        state.log.set_cleaner_config(settings.cleaner);
+        state.min_insync_replicas = settings.min_insync_replicas;
     }
 
-    /// Runs retention and producer-id expiry; returns deleted segments.
+    /// Runs retention or compaction (never above the high watermark, which followers may still truncate)
+    /// and producer-id expiry; returns deleted segments.
     pub fn housekeeping(&self, now_ms: i64, producer_expiration_ms: i64) -> Result<usize, PartitionError> {
         let mut state = self.lock();
         state.producers.expire(now_ms, producer_expiration_ms);
-        Ok(state.log.enforce_retention(now_ms)?)
+        let high_watermark = state.high_watermark;
+        Ok(state.log.cleanup(now_ms, high_watermark)?)
     }
 
     /// Removes the partition's files (DeleteTopics).
