@@ -13,6 +13,7 @@
 pub mod broker;
 pub mod config;
 pub mod controller;
+pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod partition;
