@@ -28,6 +28,8 @@ pub mod classic;
 pub mod consumer;
 pub mod offsets;
 pub mod records;
+#[cfg(test)]
+mod shard_tests;
 
 use std::collections::{BTreeMap, HashMap};
 
