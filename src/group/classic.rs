@@ -638,6 +638,7 @@ impl ClassicGroup {
     }
 
     /// A static member rejoins with a new incarnation: the old member id is fenced and replaced.
+    #[allow(clippy::too_many_arguments)]
     fn replace_static_member(
         &mut self,
         ctx: &mut Ctx,
