@@ -1,6 +1,15 @@
 #!/usr/bin/env python3
-"""odradek benchmark, driven by librdkafka (confluent-kafka). Run it through
-scripts/bench, which provides the Python environment.
+"""odradek benchmark, driven by librdkafka. Run it through scripts/bench,
+which provides the Python environment and builds the client.
+
+The client (--client) is librdkafka's own C benchmark tool,
+examples/rdkafka_performance.c, which scripts/bench fetches (rdkafka-sys crate
+on crates.io) and builds under target/bench-tools/ and passes in
+$RDKAFKA_PERFORMANCE; it costs far less CPU per record than a binding, which
+matters on a small machine where client and broker share the cores. With
+--client python (or when that build failed) the same runs are driven by
+confluent-kafka from Python instead. Topics are created with confluent-kafka's
+AdminClient either way.
 
 Measures, in this order:
   1. loopback-to-file rate of this machine: bytes read from a loopback TCP
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import signal
@@ -37,6 +47,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "compat-tests"))
 
+import confluent_kafka  # noqa: E402
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
@@ -278,6 +289,128 @@ def consume_throughput(bootstrap: str, topic: str, partitions: int, records: int
         consumer.close()
 
 
+# --------------------------------------------------------------------------
+# 4-6 with rdkafka_performance (librdkafka's C benchmark tool)
+# --------------------------------------------------------------------------
+PERF_PRODUCE_SUMMARY = re.compile(
+    r"^% (\d+) messages produced \((\d+) bytes\), (\d+) delivered \(offset -?\d+, (\d+) failed\) in (\d+)ms",
+    re.M,
+)
+PERF_CONSUME_SUMMARY = re.compile(r"^% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms", re.M)
+
+
+class RdkafkaPerformance:
+    """Runs rdkafka_performance and parses its final summary line."""
+
+    def __init__(self, binary: Path):
+        self.binary = binary
+        # Its usage text names the librdkafka version it was built with.
+        usage = subprocess.run([str(binary), "-h"], capture_output=True, text=True, timeout=30)
+        found = re.search(r"librdkafka version (\S+)", usage.stdout + usage.stderr)
+        self.librdkafka_version = found.group(1) if found else "unknown"
+
+    def describe(self) -> str:
+        return f"rdkafka_performance (librdkafka {self.librdkafka_version}, C)"
+
+    def run(self, what: str, args: list[str], pattern: re.Pattern, timeout_s: float = 300) -> list[re.Match]:
+        """The summary lines: one per second while running, the last one final."""
+        cmd = [str(self.binary), *args]
+        log(f"  $ {' '.join(cmd)}")
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s)
+        output = proc.stdout + proc.stderr
+        summaries = list(pattern.finditer(output))  # one per display interval; the last is final
+        if proc.returncode != 0 or not summaries:
+            tail = "\n".join(output.splitlines()[-20:])
+            raise RuntimeError(f"{what}: rdkafka_performance exited with {proc.returncode}:\n{tail}")
+        log(f"  {summaries[-1].group(0)}")
+        return summaries
+
+
+def perf_produce_args(bootstrap: str, topic: str, count: int, record_bytes: int) -> list[str]:
+    return ["-P", "-t", topic, "-b", bootstrap, "-s", str(record_bytes), "-c", str(count)]
+
+
+def perf_produce_throughput(tool: RdkafkaPerformance, bootstrap: str, topic: str, records: int,
+                            record_bytes: int) -> Throughput:
+    """acks=1, no compression, the payload is not copied (rdkafka_performance
+    hands the same buffer to every produce call), and the whole run may sit
+    in librdkafka's queue, so the client only waits for the broker. Timed
+    by the tool from before the first produce call to the last delivery
+    report, connection set-up included (as with the Python client)."""
+    m = tool.run("produce", perf_produce_args(bootstrap, topic, records, record_bytes) + [
+        "-X", "acks=1",
+        "-X", "enable.idempotence=false",
+        "-X", "compression.type=none",
+        "-X", "linger.ms=5",
+        "-X", "batch.size=1000000",
+        "-X", "batch.num.messages=100000",
+        "-X", "queue.buffering.max.messages=10000000",
+        "-X", "queue.buffering.max.kbytes=2097151",
+        "-X", "message.timeout.ms=120000",
+    ], PERF_PRODUCE_SUMMARY)[-1]
+    produced, _, delivered, failed, ms = (int(g) for g in m.groups())
+    if delivered != records or failed:
+        raise RuntimeError(f"produce: {delivered} of {records} delivered, {failed} failed")
+    return Throughput(delivered, delivered * record_bytes, ms / 1000)
+
+
+def perf_consume_throughput(tool: RdkafkaPerformance, bootstrap: str, topic: str, partitions: int,
+                            records: int) -> Throughput:
+    """Simple (assign-style) consumer from the beginning of every partition,
+    same fetch sizes as the Python run. Timed by the tool from the first
+    message received to the last, so unlike the Python run it leaves out
+    the start: connecting, and ~0.45 s that this librdkafka consumer waits
+    before its first Fetch (a client-side timer, not the broker), which
+    would otherwise be a third of a 1 GB run."""
+    args = ["-C", "-t", topic, "-b", bootstrap, "-o", "beginning", "-c", str(records)]
+    for p in range(partitions):
+        args += ["-p", str(p)]
+    m = tool.run("consume", args + [
+        "-X", f"fetch.max.bytes={64 * MIB}",
+        "-X", f"max.partition.fetch.bytes={16 * MIB}",
+        "-X", f"queued.max.messages.kbytes={256 * 1024}",
+    ], PERF_CONSUME_SUMMARY)[-1]
+    count, payload_bytes, ms = (int(g) for g in m.groups())
+    if count < records:
+        raise RuntimeError(f"consume: read {count} of {records} records")
+    return Throughput(count, payload_bytes, ms / 1000)
+
+
+def perf_produce_latency_ms(tool: RdkafkaPerformance, bootstrap: str, topic: str, rate: int, seconds: float,
+                            record_bytes: int, work_dir: Path, warmup_s: float = 1.0) -> tuple[list[float], float]:
+    """rdkafka_performance -l: every payload starts with the wall-clock time
+    (µs) of its produce call, and the delivery report subtracts it from the
+    time it arrives; -A writes each latency to a file. Rate-limited with -r
+    (it pauses 1/rate after each produce call, so the achieved rate comes
+    out a little lower; returned as the second value, taken from the
+    tool's once-a-second progress lines after the warm-up). The first
+    warmup_s worth of records covers connecting and InitProducerId (which
+    librdkafka retries after 500 ms at start-up) and is dropped."""
+    warmup = int(rate * warmup_s)
+    count = warmup + int(rate * seconds)
+    latency_file = work_dir / "latencies-us.txt"
+    summaries = tool.run("latency run", perf_produce_args(bootstrap, topic, count, record_bytes) + [
+        "-l", "-A", str(latency_file), "-r", str(rate),
+        "-X", "acks=all",
+        "-X", "enable.idempotence=true",
+        "-X", "linger.ms=0",
+        "-X", "message.timeout.ms=60000",
+    ], PERF_PRODUCE_SUMMARY)
+    _, _, delivered, failed, ms = (int(g) for g in summaries[-1].groups())
+    progress = [(int(m.group(1)), int(m.group(5))) for m in summaries[:-1]
+                if int(m.group(5)) >= warmup_s * 1000 and int(m.group(1)) < count]
+    if len(progress) >= 2 and progress[-1][1] > progress[0][1]:
+        achieved_rate = (progress[-1][0] - progress[0][0]) / ((progress[-1][1] - progress[0][1]) / 1000)
+    else:
+        achieved_rate = delivered / (ms / 1000)
+    latencies_us = [int(line) for line in latency_file.read_text().split()]
+    latency_file.unlink()
+    if delivered != count or failed or len(latencies_us) != count:
+        raise RuntimeError(f"latency run: {delivered} of {count} delivered, {failed} failed, "
+                           f"{len(latencies_us)} latencies")
+    return [us / 1000 for us in latencies_us[warmup:]], achieved_rate
+
+
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -285,14 +418,20 @@ def process_cpu_s(pid: int) -> float:
 
 
 def own_cpu_s() -> float:
-    """CPU seconds of this process, librdkafka's threads included."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of this process (librdkafka's threads included) and of its
+    children that have exited (rdkafka_performance runs; our broker is
+    still running during the measurements, so it is not counted)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 class CpuMeter:
-    """CPU seconds spent by the client (this process) and, when it is ours,
-    the broker, during a `with` block: shows who was busy on a small machine."""
+    """CPU seconds spent by the client (this process and the rdkafka_performance
+    runs) and, when it is ours, the broker, during a `with` block: shows who
+    was busy on a small machine."""
 
     def __init__(self, broker_pid: int | None):
         self.broker_pid = broker_pid
@@ -335,6 +474,12 @@ def verdict(ok: bool) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bootstrap", help="measure this running broker instead of starting one")
+    parser.add_argument("--client", choices=("auto", "rdkafka_performance", "python"), default="auto",
+                        help="client for the latency, produce and consume runs: librdkafka's C tool "
+                             "rdkafka_performance (default when scripts/bench built it) or confluent-kafka "
+                             "from Python")
+    parser.add_argument("--rdkafka-performance", type=Path, default=os.environ.get("RDKAFKA_PERFORMANCE") or None,
+                        help="rdkafka_performance binary (default: $RDKAFKA_PERFORMANCE, set by scripts/bench)")
     parser.add_argument("--binary", type=Path, help="broker binary (default: cargo build --release)")
     parser.add_argument("--dev", action="store_true",
                         help="start our broker with --dev (no fsync), to see what fsync costs")
@@ -349,6 +494,20 @@ def main() -> int:
     parser.add_argument("--loopback-runs", type=int, default=2,
                         help="loopback-to-file runs before and again after the broker runs (median reported)")
     args = parser.parse_args()
+
+    perf: RdkafkaPerformance | None = None
+    if args.client != "python":
+        if args.rdkafka_performance and os.access(args.rdkafka_performance, os.X_OK):
+            perf = RdkafkaPerformance(args.rdkafka_performance)
+        elif args.client == "rdkafka_performance":
+            parser.error("--client rdkafka_performance: no rdkafka_performance binary "
+                         "(scripts/bench builds it; or pass --rdkafka-performance)")
+        else:
+            log("WARNING: no rdkafka_performance binary; falling back to the Python client (confluent-kafka)")
+    client = perf.describe() if perf else (
+        f"confluent-kafka {confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}, Python)")
+    client_short = "rdkafka_performance" if perf else "confluent-kafka"
+    log(f"client: {client}")
 
     work_dir = Path(tempfile.mkdtemp(prefix="odradek-bench-", dir=args.work_dir))
     broker = None
@@ -402,11 +561,19 @@ def main() -> int:
         create_topic(bootstrap, throughput_topic, args.partitions)
 
         log(f"produce latency: {args.latency_rate} records/s for {args.latency_seconds} s, acks=all")
-        latencies = sorted(produce_latency_ms(
-            bootstrap, latency_topic, args.latency_rate, args.latency_seconds, args.record_bytes
-        ))
+        if perf:
+            latencies, achieved_rate = perf_produce_latency_ms(
+                perf, bootstrap, latency_topic, args.latency_rate, args.latency_seconds, args.record_bytes, work_dir
+            )
+            rate_note = f"{args.latency_rate} rec/s ({achieved_rate:.0f} achieved)"
+        else:
+            latencies = produce_latency_ms(
+                bootstrap, latency_topic, args.latency_rate, args.latency_seconds, args.record_bytes
+            )
+            rate_note = f"{args.latency_rate} rec/s"
+        latencies.sort()
         rows.append((
-            f"produce latency p50 / p99 / p999, acks=all, {args.latency_rate} rec/s, {args.record_bytes} B",
+            f"produce latency p50 / p99 / p999, acks=all, {rate_note}, {args.record_bytes} B ({client_short})",
             " / ".join(f"{percentile(latencies, q):.2f}" for q in (0.50, 0.99, 0.999)) + " ms",
             "", "",
         ))
@@ -415,7 +582,10 @@ def main() -> int:
         os.sync()  # same starting point as the loopback runs
         broker_pid = broker.pid if broker else None
         with CpuMeter(broker_pid) as produce_cpu:
-            produced = produce_throughput(bootstrap, throughput_topic, args.records, args.record_bytes)
+            if perf:
+                produced = perf_produce_throughput(perf, bootstrap, throughput_topic, args.records, args.record_bytes)
+            else:
+                produced = produce_throughput(bootstrap, throughput_topic, args.records, args.record_bytes)
         measure_loopback(args.loopback_runs)
         loopback = statistics.median(loopback_runs)
         rows.insert(0, (
@@ -425,7 +595,7 @@ def main() -> int:
         ))
         share = produced.mb_s / loopback
         rows.append((
-            f"produce throughput, acks=1, {args.record_bytes} B records",
+            f"produce throughput, acks=1, {args.record_bytes} B records ({client_short})",
             f"{produced.mb_s:.0f} MB/s, {produced.records_s:,.0f} rec/s ({share:.0%} of loopback-to-file)",
             f">= {TARGET_PRODUCE_SHARE_OF_LOOPBACK:.0%} of loopback-to-file",
             verdict(share >= TARGET_PRODUCE_SHARE_OF_LOOPBACK),
@@ -434,9 +604,12 @@ def main() -> int:
 
         log("consume throughput")
         with CpuMeter(broker_pid) as consume_cpu:
-            consumed = consume_throughput(bootstrap, throughput_topic, args.partitions, args.records)
+            if perf:
+                consumed = perf_consume_throughput(perf, bootstrap, throughput_topic, args.partitions, args.records)
+            else:
+                consumed = consume_throughput(bootstrap, throughput_topic, args.partitions, args.records)
         rows.append((
-            "consume throughput",
+            f"consume throughput ({client_short})",
             f"{consumed.mb_s:.0f} MB/s, {consumed.records_s:,.0f} rec/s",
             "", "",
         ))
@@ -451,6 +624,7 @@ def main() -> int:
     fsync = "fsync off (--dev)" if args.dev else "fsync on"
     where = f"own broker (release build, {fsync}, {args.partitions} partition(s))" if not args.bootstrap else args.bootstrap
     print(f"\n### odradek benchmark: {where}, {os.cpu_count()} cores\n")
+    print(f"Client: {client}.\n")
     print("| metric | value | target | result |")
     print("| --- | --- | --- | --- |")
     for row in rows:
