@@ -13,8 +13,9 @@ fuzz_target!(|data: &[u8]| {
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     runtime.block_on(async {
         let mut reader = data;
-        while let Ok(Some(frame)) = odradek::protocol::frame::read_frame(&mut reader, FRAME_CAP_BYTES).await {
-            let _ = odradek::handlers::decode_request(frame.freeze());
+        let mut buffer = bytes::BytesMut::new();
+        while let Ok(Some(frame)) = odradek::protocol::frame::read_frame(&mut reader, &mut buffer, FRAME_CAP_BYTES).await {
+            let _ = odradek::handlers::decode_request(frame);
         }
     });
     let _ = odradek::handlers::decode_request(Bytes::copy_from_slice(data));

@@ -7,7 +7,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 
@@ -58,7 +58,10 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Produ
             }
             partition_responses.push(answer);
         }
-        responses.push(TopicProduceResponse::default().with_name(topic.name).with_topic_id(topic.topic_id).with_partition_responses(partition_responses));
+        // An owned name, not a slice of the request frame: a deferred response must not pin the frame buffer,
+        // which the connection reuses for the next request.
+        let owned_name = TopicName(StrBytes::from_string(name));
+        responses.push(TopicProduceResponse::default().with_name(owned_name).with_topic_id(topic.topic_id).with_partition_responses(partition_responses));
     }
     ProduceReply { response: ProduceResponse::default().with_responses(responses), to_flush, acks }
 }
@@ -149,7 +152,7 @@ fn append_one(
         return Err(if version >= 13 { ResponseError::UnknownTopicId.code() } else { ResponseError::UnknownTopicOrPartition.code() });
     };
     let records = records.ok_or(PartitionError::MissingRecords).map_err(|e| e.error_code())?;
-    match partition.append(records.to_vec(), acks, now) {
+    match partition.append(&records, acks, now) {
         Ok(outcome) => Ok((partition, outcome)),
         Err(e) => {
             tracing::debug!(topic, partition = index, error = %e, "produce refused");

@@ -175,13 +175,14 @@ impl Partition {
 
     /// Validates and appends one Produce record set. Duplicates of recent idempotent batches are answered
     /// with their original offsets and not appended again.
-    pub fn append(&self, mut records: Vec<u8>, acks: i16, now_ms: i64) -> Result<AppendOutcome, PartitionError> {
+    pub fn append(&self, records: impl AsRef<[u8]>, acks: i16, now_ms: i64) -> Result<AppendOutcome, PartitionError> {
+        let records = records.as_ref();
         let (max_message_bytes, require_keys) = {
             let state = self.lock();
             (state.log.config().max_message_bytes, state.log.config().compact)
         };
         // Validation (CRC, decompression) is the expensive part and needs no lock.
-        let batches = batch::validate_record_set(&records, max_message_bytes, require_keys)?;
+        let batches = batch::validate_record_set(records, max_message_bytes, require_keys)?;
         if batches.len() != 1 {
             return Err(PartitionError::BatchCount(batches.len()));
         }
@@ -202,7 +203,9 @@ impl Partition {
                 }
             }
             let epoch = state.leadership.leader_epoch;
-            let info = state.log.append_as_leader(&mut records, &batches, epoch, now_ms)?;
+            // The leader patches offsets into the batch, so it needs a mutable copy; a reused per-thread buffer
+            // spares a fresh (page-faulting) allocation per request.
+            let info = with_append_buffer(records, |copy| state.log.append_as_leader(copy, &batches, epoch, now_ms))?;
             state.producers.record(&header, info.first_offset, now_ms);
             let log_end_offset = state.log.log_end_offset();
             debug_assert!(state.high_watermark <= log_end_offset, "high watermark passed the log end offset");
@@ -356,6 +359,30 @@ impl Partition {
             }
         }
     }
+}
+
+/// Largest append buffer kept between requests; a bigger one (a rare huge batch) is freed after use.
+const APPEND_BUFFER_KEEP_BYTES: usize = 16 << 20;
+
+thread_local! {
+    static APPEND_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a mutable copy of `records` held in this thread's reusable buffer.
+fn with_append_buffer<T>(records: &[u8], f: impl FnOnce(&mut [u8]) -> T) -> T {
+    APPEND_BUFFER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            buffer.extend_from_slice(records);
+            let result = f(&mut buffer);
+            if buffer.capacity() > APPEND_BUFFER_KEEP_BYTES {
+                *buffer = Vec::new();
+            }
+            result
+        }
+        // Re-entered on this thread (never expected): fall back to a one-off copy.
+        Err(_) => f(&mut records.to_vec()),
+    })
 }
 
 fn check_epoch(requested: i32, current: i32) -> Result<(), PartitionError> {

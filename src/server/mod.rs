@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -85,10 +86,11 @@ async fn read_requests(
     max_frame_bytes: usize,
     idle: Duration,
 ) -> Result<(), ConnectionError> {
+    let mut buffer = BytesMut::new();
     loop {
-        let frame = match tokio::time::timeout(idle, frame::read_frame(&mut reader, max_frame_bytes)).await {
+        let frame = match tokio::time::timeout(idle, frame::read_frame(&mut reader, &mut buffer, max_frame_bytes)).await {
             Err(_) => return Err(ConnectionError::Idle),
-            Ok(Ok(Some(frame))) => frame.freeze(),
+            Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) => return Ok(()),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "closing connection: bad frame");
