@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::controller::{self, ConfigChange, Controller, ControllerError, IncrementalChange, MetadataImage, NewTopic, TopicRef};
+use crate::group::runtime::{group_config, GroupCoordinator};
 use crate::partition::{Leadership, Partition, PartitionSettings};
 
 pub fn now_ms() -> i64 {
@@ -28,6 +29,8 @@ pub struct Broker {
     pub rack: Option<String>,
     pub data_dir: PathBuf,
     pub controller: Controller,
+    /// The group coordinator: one task per led `__consumer_offsets` partition, started lazily.
+    pub groups: GroupCoordinator,
     /// Hosted partitions by topic id, in partition order.
     partitions: RwLock<HashMap<Uuid, Vec<Arc<Partition>>>>,
     /// Serialises reconciliation so two commits never open the same partition twice.
@@ -44,7 +47,9 @@ impl Broker {
         let controller = Controller::open(&data_dir, node_id, config.get_bool("log.flush.enable"))
             .with_context(|| format!("opening the metadata log in {}", data_dir.display()))?;
         let rack = Some(config.get("broker.rack").to_string()).filter(|r| !r.is_empty());
+        let groups = GroupCoordinator::new(group_config(&config));
         let broker = Arc::new(Broker {
+            groups,
             config,
             node_id,
             cluster_id,

@@ -92,6 +92,19 @@ pub static BROKER_PROPERTIES: &[Property] = &[
     prop("log.flush.enable", Boolean, "true", "fsync before acknowledging writes (group commit); --dev sets false."),
     prop("unclean.leader.election.enable", Boolean, "false", "Allow an out-of-sync replica to become leader (never with a single node)."),
     at_least(prop("producer.id.expiration.ms", Int, "86400000", "Forget an idle idempotent producer after this long, in milliseconds."), 1),
+    at_least(prop("group.initial.rebalance.delay.ms", Int, "3000", "How long a new classic group waits for more members before its first rebalance, in milliseconds."), 0),
+    at_least(prop("group.min.session.timeout.ms", Int, "6000", "Smallest session timeout a classic group member may ask for, in milliseconds."), 0),
+    at_least(prop("group.max.session.timeout.ms", Int, "1800000", "Largest session timeout a classic group member may ask for, in milliseconds."), 0),
+    at_least(prop("group.max.size", Int, "2147483647", "Most members of one classic group."), 1),
+    at_least(prop("group.consumer.session.timeout.ms", Int, "45000", "Session timeout of KIP-848 consumer group members, in milliseconds."), 1),
+    at_least(prop("group.consumer.heartbeat.interval.ms", Int, "5000", "Heartbeat interval of KIP-848 consumer group members, in milliseconds."), 1),
+    at_least(prop("group.consumer.max.size", Int, "2147483647", "Most members of one KIP-848 consumer group."), 1),
+    prop("group.consumer.assignors", List, "uniform,range", "Server-side assignors of KIP-848 groups (uniform, range); the first is the default."),
+    at_least(prop("offset.metadata.max.bytes", Int, "4096", "Largest metadata string of a committed offset, in bytes."), 0),
+    at_least(prop("offsets.topic.num.partitions", Int, "50", "Partitions of __consumer_offsets, created at the first group request."), 1),
+    at_least(prop("offsets.topic.replication.factor", Int, "3", "Replication factor of __consumer_offsets, capped at the number of brokers."), 1),
+    at_least(prop("offsets.topic.segment.bytes", Int, "104857600", "Segment size of __consumer_offsets, in bytes."), 14),
+    at_least(prop("offsets.retention.minutes", Int, "10080", "Keep the committed offsets of an empty group this long, in minutes (not enforced yet)."), 1),
 ];
 
 /// A topic property and the broker property that supplies its default.

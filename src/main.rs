@@ -119,6 +119,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         fsync = broker.config.get_bool("log.flush.enable"),
         "odradek is ready"
     );
+    broker.groups.start_if_present(&broker);
     spawn_housekeeping(broker.clone());
     tokio::select! {
         result = odradek::server::serve(listener, broker.clone()) => result.context("serving")?,

@@ -28,6 +28,7 @@ pub mod classic;
 pub mod consumer;
 pub mod offsets;
 pub mod records;
+pub mod runtime;
 #[cfg(test)]
 mod shard_tests;
 

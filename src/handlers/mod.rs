@@ -17,6 +17,20 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod find_coordinator;
+pub mod join_group;
+pub mod sync_group;
+pub mod heartbeat;
+pub mod leave_group;
+pub mod offset_commit;
+pub mod offset_fetch;
+pub mod describe_groups;
+pub mod list_groups;
+pub mod delete_groups;
+pub mod offset_delete;
+pub mod consumer_group_heartbeat;
+pub mod consumer_group_describe;
+mod groups_common;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -73,6 +87,19 @@ api_table! {
     CreatePartitions => create_partitions(CreatePartitionsRequest),
     IncrementalAlterConfigs => incremental_alter_configs(IncrementalAlterConfigsRequest),
     DescribeCluster => describe_cluster(DescribeClusterRequest),
+    FindCoordinator => find_coordinator(FindCoordinatorRequest),
+    JoinGroup => join_group(JoinGroupRequest),
+    SyncGroup => sync_group(SyncGroupRequest),
+    Heartbeat => heartbeat(HeartbeatRequest),
+    LeaveGroup => leave_group(LeaveGroupRequest),
+    OffsetCommit => offset_commit(OffsetCommitRequest),
+    OffsetFetch => offset_fetch(OffsetFetchRequest),
+    DescribeGroups => describe_groups(DescribeGroupsRequest),
+    ListGroups => list_groups(ListGroupsRequest),
+    DeleteGroups => delete_groups(DeleteGroupsRequest),
+    OffsetDelete => offset_delete(OffsetDeleteRequest),
+    ConsumerGroupHeartbeat => consumer_group_heartbeat(ConsumerGroupHeartbeatRequest),
+    ConsumerGroupDescribe => consumer_group_describe(ConsumerGroupDescribeRequest),
 }
 
 /// A response still being produced: the handler ran in request order, but the response may wait for
@@ -103,6 +130,9 @@ always_replies!(
     CreateTopicsResponse, DeleteTopicsResponse, DeleteRecordsResponse, InitProducerIdResponse,
     OffsetForLeaderEpochResponse, DescribeConfigsResponse, AlterConfigsResponse, CreatePartitionsResponse,
     IncrementalAlterConfigsResponse, DescribeClusterResponse,
+    FindCoordinatorResponse, JoinGroupResponse, SyncGroupResponse, HeartbeatResponse, LeaveGroupResponse,
+    OffsetCommitResponse, OffsetFetchResponse, DescribeGroupsResponse, ListGroupsResponse, DeleteGroupsResponse,
+    OffsetDeleteResponse, ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse,
 );
 
 pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {

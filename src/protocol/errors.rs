@@ -6,6 +6,7 @@ use kafka_protocol::ResponseError;
 
 use crate::config::ConfigError;
 use crate::controller::ControllerError;
+use crate::group::runtime::CoordinatorError;
 use crate::log::LogError;
 use crate::partition::producer_state::SequenceError;
 use crate::partition::PartitionError;
@@ -97,5 +98,15 @@ mod tests {
         let codes: Vec<i16> = errors.iter().map(|e| e.error_code()).collect();
         assert_eq!(codes, vec![2, 10, 76, 56, 45, 19, 87]);
         assert!(!codes.contains(&ResponseError::UnknownServerError.code()));
+    }
+}
+
+impl KafkaCode for CoordinatorError {
+    fn kafka_code(&self) -> ResponseError {
+        match self {
+            CoordinatorError::NotCoordinator => ResponseError::NotCoordinator,
+            CoordinatorError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+            CoordinatorError::NotAvailable => ResponseError::CoordinatorNotAvailable,
+        }
     }
 }

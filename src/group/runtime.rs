@@ -1,0 +1,461 @@
+//! The thin runtime around the pure [`GroupShard`]s: the only part of `group/` that does I/O.
+//!
+//! - `__consumer_offsets` is created at the first group request (FindCoordinator included), as Kafka does,
+//!   with cleanup.policy=compact and offsets.topic.num.partitions partitions.
+//! - One tokio task per `__consumer_offsets` partition this broker leads owns that partition's `GroupShard`
+//!   (one owner of state). Handlers send it commands over a bounded channel; a command that may wait (JoinGroup,
+//!   SyncGroup, writes) gets a request id and a oneshot parked until the shard emits its `Effect::Reply`.
+//! - Effects run in order, one command at a time: `Append` encodes the records as one batch, appends it to the
+//!   partition (acks=-1) and waits for `flush_to`, so every reply that follows an append goes out only once the
+//!   append is durable (the durability rule of `group/mod.rs`). A failed append drops the shard's parked
+//!   requests (their handlers answer NOT_COORDINATOR) and rebuilds the shard from the log.
+//! - Timers: a set of deadlines in the task, woken with `sleep_until`; stale firings are ignored by the shard.
+//! - Loading: the task replays the partition from its log start to the high watermark before serving;
+//!   until then the handlers answer COORDINATOR_LOAD_IN_PROGRESS.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Effect, GroupConfig, GroupRecord, GroupShard, Reply, RequestId, TimerKey, Topics};
+use crate::broker::{now_ms, Broker};
+use crate::config::BrokerConfig;
+use crate::controller::{ControllerError, NewTopic};
+use crate::log::batch::{self, BatchBuilder, NewRecord};
+use crate::partition::{Isolation, Partition, PartitionError};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Commands queued per shard before senders wait.
+const SHARD_QUEUE: usize = 1024;
+/// Requests parked per shard (waiting JoinGroup/SyncGroup, writes waiting for their fsync).
+const MAX_PARKED: usize = 100_000;
+/// Bytes read per step while loading.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+#[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoordinatorError {
+    #[error("this broker is not the coordinator of the group")]
+    NotCoordinator,
+    #[error("the group coordinator is still loading the group")]
+    LoadInProgress,
+    #[error("the group coordinator is not available")]
+    NotAvailable,
+}
+
+/// Builds the coordinator settings from the broker properties.
+pub fn group_config(config: &BrokerConfig) -> GroupConfig {
+    let size = |name: &str| usize::try_from(config.get_i32(name)).unwrap_or(usize::MAX);
+    let assignor = config.get("group.consumer.assignors").split(',').map(str::trim).find(|a| !a.is_empty()).unwrap_or(super::assignor::UNIFORM);
+    GroupConfig {
+        min_session_timeout_ms: config.get_i32("group.min.session.timeout.ms"),
+        max_session_timeout_ms: config.get_i32("group.max.session.timeout.ms"),
+        initial_rebalance_delay_ms: config.get_i32("group.initial.rebalance.delay.ms"),
+        max_size: size("group.max.size"),
+        offset_metadata_max_bytes: size("offset.metadata.max.bytes"),
+        consumer_session_timeout_ms: config.get_i32("group.consumer.session.timeout.ms"),
+        consumer_heartbeat_interval_ms: config.get_i32("group.consumer.heartbeat.interval.ms"),
+        consumer_max_size: size("group.consumer.max.size"),
+        consumer_default_assignor: assignor.to_string(),
+        ..GroupConfig::default()
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut GroupShard, i64, RequestId) -> Vec<Effect> + Send>;
+type Run = Box<dyn FnOnce(&mut GroupShard, i64) -> Vec<Effect> + Send>;
+
+enum Command {
+    /// A call whose answer comes back as an `Effect::Reply`.
+    Call { job: Job, reply: oneshot::Sender<Reply> },
+    /// A call that answers by itself (reads, heartbeats); it runs after every earlier append is durable.
+    Run(Run),
+}
+
+#[derive(Clone)]
+struct ShardHandle {
+    commands: mpsc::Sender<Command>,
+    loaded: Arc<AtomicBool>,
+}
+
+/// The group coordinator of this broker: one shard task per led `__consumer_offsets` partition.
+pub struct GroupCoordinator {
+    config: GroupConfig,
+    /// Bounded by the partition count of `__consumer_offsets`. Never held across `.await`.
+    shards: Mutex<HashMap<i32, ShardHandle>>,
+}
+
+impl GroupCoordinator {
+    pub fn new(config: GroupConfig) -> Self {
+        GroupCoordinator { config, shards: Mutex::new(HashMap::new()) }
+    }
+
+    /// Partitions of `__consumer_offsets`, creating it if needed.
+    pub fn ensure_topic(&self, broker: &Arc<Broker>) -> Result<i32, CoordinatorError> {
+        if let Some(topic) = broker.image().topic(OFFSETS_TOPIC) {
+            return Ok(topic.partitions.len() as i32);
+        }
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("segment.bytes".to_string(), broker.config.get("offsets.topic.segment.bytes").to_string());
+        // A single-node cluster has one broker: Kafka would refuse to create the topic with more replicas
+        // than brokers; we cap at what the cluster has.
+        let replication_factor = broker.config.get_i32("offsets.topic.replication.factor").min(1);
+        let topic = NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            num_partitions: broker.config.get_i32("offsets.topic.num.partitions"),
+            replication_factor,
+            configs,
+        };
+        match broker.create_topic(&topic, false) {
+            Ok(()) => tracing::info!(partitions = topic.num_partitions, "created {OFFSETS_TOPIC}"),
+            Err(ControllerError::TopicExists(_)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "creating {OFFSETS_TOPIC} failed");
+                return Err(CoordinatorError::NotAvailable);
+            }
+        }
+        broker.image().topic(OFFSETS_TOPIC).map(|t| t.partitions.len() as i32).ok_or(CoordinatorError::NotAvailable)
+    }
+
+    /// Creates the topic if needed and starts (loading) every shard this broker leads.
+    pub fn start(&self, broker: &Arc<Broker>) -> Result<i32, CoordinatorError> {
+        let partitions = self.ensure_topic(broker)?;
+        for index in 0..partitions {
+            // A partition led elsewhere is simply not started here.
+            let _ = self.shard(broker, index);
+        }
+        Ok(partitions)
+    }
+
+    /// Starts the shards when `__consumer_offsets` already exists (at broker start), so loading begins at once.
+    pub fn start_if_present(&self, broker: &Arc<Broker>) {
+        if broker.image().topic(OFFSETS_TOPIC).is_some() {
+            let _ = self.start(broker);
+        }
+    }
+
+    /// The `__consumer_offsets` partition of `group_id` (Kafka's hash), creating the topic if needed.
+    pub fn partition_for(&self, broker: &Arc<Broker>, group_id: &str) -> Result<i32, CoordinatorError> {
+        let partitions = self.start(broker)?;
+        Ok(super::partition_for_group(group_id, partitions))
+    }
+
+    fn shard(&self, broker: &Arc<Broker>, index: i32) -> Result<ShardHandle, CoordinatorError> {
+        let partition = broker.partition(OFFSETS_TOPIC, index).ok_or(CoordinatorError::NotCoordinator)?;
+        if partition.leadership().leader != broker.node_id {
+            return Err(CoordinatorError::NotCoordinator);
+        }
+        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(handle) = shards.get(&index) {
+            if !handle.commands.is_closed() {
+                return Ok(handle.clone());
+            }
+        }
+        let (commands, receiver) = mpsc::channel(SHARD_QUEUE);
+        let handle = ShardHandle { commands, loaded: Arc::new(AtomicBool::new(false)) };
+        let task = ShardTask {
+            broker: Arc::downgrade(broker),
+            partition,
+            config: self.config.clone(),
+            loaded: handle.loaded.clone(),
+            parked: HashMap::new(),
+            timers: Timers::default(),
+            next_request: 0,
+        };
+        tokio::spawn(task.run(receiver));
+        shards.insert(index, handle.clone());
+        Ok(handle)
+    }
+
+    fn ready_shard(&self, broker: &Arc<Broker>, group_id: &str) -> Result<ShardHandle, CoordinatorError> {
+        let index = self.partition_for(broker, group_id)?;
+        let handle = self.shard(broker, index)?;
+        if !handle.loaded.load(Ordering::Acquire) {
+            return Err(CoordinatorError::LoadInProgress);
+        }
+        Ok(handle)
+    }
+
+    /// Runs a call on the group's shard and waits for its reply (which may wait for other members).
+    pub async fn call(
+        &self,
+        broker: &Arc<Broker>,
+        group_id: &str,
+        job: impl FnOnce(&mut GroupShard, i64, RequestId) -> Vec<Effect> + Send + 'static,
+    ) -> Result<Reply, CoordinatorError> {
+        let handle = self.ready_shard(broker, group_id)?;
+        let (reply, answer) = oneshot::channel();
+        handle.commands.send(Command::Call { job: Box::new(job), reply }).await.map_err(|_| CoordinatorError::NotCoordinator)?;
+        answer.await.map_err(|_| CoordinatorError::NotCoordinator)
+    }
+
+    /// Runs a call that answers by itself on the group's shard.
+    pub async fn run<R: Send + 'static>(
+        &self,
+        broker: &Arc<Broker>,
+        group_id: &str,
+        f: impl FnOnce(&mut GroupShard, i64) -> (R, Vec<Effect>) + Send + 'static,
+    ) -> Result<R, CoordinatorError> {
+        let handle = self.ready_shard(broker, group_id)?;
+        run_on(&handle, f).await
+    }
+
+    /// Runs `f` on every shard (ListGroups); an error if any shard is missing or loading.
+    pub async fn run_all<R: Send + 'static>(
+        &self,
+        broker: &Arc<Broker>,
+        f: impl Fn(&GroupShard) -> R + Send + Sync + 'static,
+    ) -> Result<Vec<R>, CoordinatorError> {
+        let partitions = self.start(broker)?;
+        let f = Arc::new(f);
+        let mut handles = Vec::new();
+        for index in 0..partitions {
+            let handle = self.shard(broker, index)?;
+            if !handle.loaded.load(Ordering::Acquire) {
+                return Err(CoordinatorError::LoadInProgress);
+            }
+            handles.push(handle);
+        }
+        let mut out = Vec::with_capacity(handles.len());
+        for handle in handles {
+            let f = f.clone();
+            out.push(run_on(&handle, move |shard, _| (f(shard), Vec::new())).await?);
+        }
+        Ok(out)
+    }
+}
+
+async fn run_on<R: Send + 'static>(
+    handle: &ShardHandle,
+    f: impl FnOnce(&mut GroupShard, i64) -> (R, Vec<Effect>) + Send + 'static,
+) -> Result<R, CoordinatorError> {
+    let (reply, answer) = oneshot::channel();
+    let run: Run = Box::new(move |shard, now| {
+        let (result, effects) = f(shard, now);
+        let _ = reply.send(result);
+        effects
+    });
+    handle.commands.send(Command::Run(run)).await.map_err(|_| CoordinatorError::NotCoordinator)?;
+    answer.await.map_err(|_| CoordinatorError::NotCoordinator)
+}
+
+/// The metadata the KIP-848 assignors need: every topic with its id and partition count.
+pub fn topics_of(broker: &Broker) -> Topics {
+    let image = broker.image();
+    Topics::new(image.topics.values().map(|t| (t.name.as_str(), t.topic_id, t.partitions.len() as i32)))
+}
+
+/// Armed timers, earliest first. Bounded by the members of the shard's groups.
+#[derive(Default)]
+struct Timers {
+    by_deadline: BTreeSet<(i64, TimerKey)>,
+    by_key: HashMap<TimerKey, i64>,
+}
+
+impl Timers {
+    fn schedule(&mut self, key: TimerKey, deadline_ms: i64) {
+        if let Some(old) = self.by_key.insert(key.clone(), deadline_ms) {
+            self.by_deadline.remove(&(old, key.clone()));
+        }
+        self.by_deadline.insert((deadline_ms, key));
+    }
+    fn cancel(&mut self, key: &TimerKey) {
+        if let Some(old) = self.by_key.remove(key) {
+            self.by_deadline.remove(&(old, key.clone()));
+        }
+    }
+    fn next_deadline(&self) -> Option<i64> {
+        self.by_deadline.first().map(|(deadline, _)| *deadline)
+    }
+    fn pop_due(&mut self, now_ms: i64) -> Vec<TimerKey> {
+        let mut due = Vec::new();
+        while let Some((deadline, _)) = self.by_deadline.first() {
+            if *deadline > now_ms {
+                break;
+            }
+            if let Some((_, key)) = self.by_deadline.pop_first() {
+                self.by_key.remove(&key);
+                due.push(key);
+            }
+        }
+        due
+    }
+    fn clear(&mut self) {
+        self.by_deadline.clear();
+        self.by_key.clear();
+    }
+}
+
+struct ShardTask {
+    broker: Weak<Broker>,
+    partition: Arc<Partition>,
+    config: GroupConfig,
+    loaded: Arc<AtomicBool>,
+    parked: HashMap<RequestId, oneshot::Sender<Reply>>,
+    timers: Timers,
+    next_request: RequestId,
+}
+
+impl ShardTask {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut shard = self.load().await;
+        loop {
+            let deadline = self.timers.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(deadline) => {
+                        let wait_ms = u64::try_from(deadline.saturating_sub(now_ms())).unwrap_or(0);
+                        tokio::time::sleep(Duration::from_millis(wait_ms)).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let effects = tokio::select! {
+                command = commands.recv() => match command {
+                    None => break,
+                    Some(Command::Call { job, reply }) => {
+                        if self.parked.len() >= MAX_PARKED {
+                            tracing::warn!(partition = self.partition.index, "too many parked group requests; refusing one");
+                            continue; // dropping `reply` answers NOT_COORDINATOR; the client retries
+                        }
+                        self.next_request += 1;
+                        let id = self.next_request;
+                        self.parked.insert(id, reply);
+                        job(&mut shard, now_ms(), id)
+                    }
+                    Some(Command::Run(run)) => run(&mut shard, now_ms()),
+                },
+                () = sleep => {
+                    let now = now_ms();
+                    let mut effects = Vec::new();
+                    for key in self.timers.pop_due(now) {
+                        effects.extend(shard.timer(now, key));
+                    }
+                    effects
+                }
+            };
+            if self.broker.strong_count() == 0 {
+                break;
+            }
+            if let Err(e) = self.apply(effects).await {
+                tracing::error!(partition = self.partition.index, error = %e, "appending group records failed; reloading the shard from its log");
+                // Parked requests are answered NOT_COORDINATOR by dropping their senders; clients retry.
+                self.parked.clear();
+                self.timers.clear();
+                shard = self.load().await;
+            }
+        }
+    }
+
+    /// Runs effects in order; replies go out only after the appends before them are durable.
+    async fn apply(&mut self, effects: Vec<Effect>) -> Result<(), PartitionError> {
+        for effect in effects {
+            match effect {
+                Effect::Append(records) => self.append(&records).await?,
+                Effect::Reply { request, reply } => {
+                    if let Some(waiter) = self.parked.remove(&request) {
+                        let _ = waiter.send(reply);
+                    }
+                }
+                Effect::ScheduleTimer { key, deadline_ms } => self.timers.schedule(key, deadline_ms),
+                Effect::CancelTimer(key) => self.timers.cancel(&key),
+            }
+        }
+        Ok(())
+    }
+
+    async fn append(&self, records: &[GroupRecord]) -> Result<(), PartitionError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let encoded: Vec<_> = records.iter().map(|r| (r.encode_key(), r.encode_value())).collect();
+        let new_records: Vec<NewRecord> = encoded
+            .iter()
+            .map(|(key, value)| NewRecord { timestamp_ms: now, key: Some(key), value: value.as_deref(), headers: &[] })
+            .collect();
+        let batch = BatchBuilder::new().build(&new_records)?;
+        let outcome = self.partition.append(batch, -1, now)?;
+        self.partition.flush_to(outcome.last_offset + 1).await
+    }
+
+    /// Rebuilds a shard from the partition's log, then arms its timers.
+    async fn load(&mut self) -> GroupShard {
+        self.loaded.store(false, Ordering::Release);
+        let started = std::time::Instant::now();
+        let mut shard = GroupShard::new(self.config.clone());
+        let mut records = 0usize;
+        let offsets = self.partition.offsets();
+        let mut next = offsets.log_start_offset;
+        let end = offsets.high_watermark;
+        while next < end {
+            let data = match self.partition.read(next, LOAD_READ_BYTES, true, Isolation::ReadUncommitted) {
+                Ok(data) => data,
+                Err(e) => {
+                    tracing::error!(partition = self.partition.index, offset = next, error = %e, "reading {OFFSETS_TOPIC} while loading failed");
+                    break;
+                }
+            };
+            let before = next;
+            for item in batch::split_batches(&data.records) {
+                let Ok((header, bytes)) = item else { break };
+                if header.last_offset() < next || header.is_control() {
+                    next = next.max(header.last_offset() + 1);
+                    continue;
+                }
+                match batch::decode_records(bytes) {
+                    Ok(decoded) => {
+                        for record in decoded.into_iter().filter(|r| r.offset >= next) {
+                            let Some(key) = record.key else { continue };
+                            records += 1;
+                            if let Err(e) = shard.replay_bytes(&key, record.value.as_deref()) {
+                                tracing::warn!(partition = self.partition.index, offset = record.offset, error = %e, "skipping an undecodable group record");
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(partition = self.partition.index, offset = header.base_offset, error = %e, "skipping an undecodable batch"),
+                }
+                next = header.last_offset() + 1;
+            }
+            if next <= before {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let effects = shard.load_complete(now_ms());
+        for effect in effects {
+            match effect {
+                Effect::ScheduleTimer { key, deadline_ms } => self.timers.schedule(key, deadline_ms),
+                Effect::CancelTimer(key) => self.timers.cancel(&key),
+                other => tracing::warn!(?other, "unexpected effect of load_complete"),
+            }
+        }
+        if records > 0 {
+            tracing::info!(partition = self.partition.index, records, elapsed_ms = started.elapsed().as_millis() as u64, "loaded group coordinator shard");
+        }
+        self.loaded.store(true, Ordering::Release);
+        shard
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_replace_and_pop_in_order() {
+        let mut timers = Timers::default();
+        let a = TimerKey::ClassicJoin { group: "a".into() };
+        let b = TimerKey::ClassicJoin { group: "b".into() };
+        timers.schedule(a.clone(), 50);
+        timers.schedule(b.clone(), 20);
+        timers.schedule(a.clone(), 10);
+        assert_eq!(timers.next_deadline(), Some(10));
+        assert_eq!(timers.pop_due(15), vec![a.clone()]);
+        timers.cancel(&b);
+        assert_eq!(timers.next_deadline(), None);
+        assert!(timers.pop_due(100).is_empty());
+    }
+}

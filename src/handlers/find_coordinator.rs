@@ -1,0 +1,63 @@
+//! FindCoordinator: the coordinator of a group is the leader of its `__consumer_offsets` partition, which with a
+//! single node is this broker. The topic is created on the first request, as Kafka does. Transaction keys
+//! answer COORDINATOR_NOT_AVAILABLE until a transaction coordinator exists. v4+ batches keys.
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestHeader};
+use kafka_protocol::protocol::{StrBytes, VersionRange};
+use kafka_protocol::ResponseError;
+
+use super::RequestContext;
+use crate::protocol::errors::KafkaCode;
+
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
+
+const GROUP: i8 = 0;
+const TRANSACTION: i8 = 1;
+
+pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let version = header.request_api_version;
+    let keys = if version >= 4 { request.coordinator_keys.clone() } else { vec![request.key.clone()] };
+    let coordinators: Vec<Coordinator> = keys.into_iter().map(|key| find(ctx, request.key_type, key)).collect();
+    if version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let found = coordinators.into_iter().next().unwrap_or_default();
+    let mut response = FindCoordinatorResponse::default()
+        .with_error_code(found.error_code)
+        .with_node_id(found.node_id)
+        .with_host(found.host)
+        .with_port(found.port);
+    if version >= 1 {
+        response.error_message = found.error_message;
+    }
+    response
+}
+
+fn find(ctx: &RequestContext, key_type: i8, key: StrBytes) -> Coordinator {
+    let broker = &ctx.broker;
+    let error = |code: ResponseError| {
+        Coordinator::default()
+            .with_key(key.clone())
+            .with_node_id(BrokerId(-1))
+            .with_host(StrBytes::from_static_str(""))
+            .with_port(-1)
+            .with_error_code(code.code())
+            .with_error_message(Some(StrBytes::from_string(code.to_string())))
+    };
+    match key_type {
+        GROUP => {}
+        TRANSACTION => return error(ResponseError::CoordinatorNotAvailable),
+        _ => return error(ResponseError::InvalidRequest),
+    }
+    if let Err(e) = broker.groups.partition_for(broker, key.as_str()) {
+        let mut answer = error(e.kafka_code());
+        answer.error_message = Some(StrBytes::from_string(e.to_string()));
+        return answer;
+    }
+    Coordinator::default()
+        .with_key(key)
+        .with_node_id(BrokerId(broker.node_id))
+        .with_host(StrBytes::from_string(broker.advertised_host.clone()))
+        .with_port(broker.advertised_port)
+}
