@@ -581,7 +581,8 @@ fn heartbeat_inner(
     if group_id.is_empty() {
         return Err(invalid("GroupId can't be empty."));
     }
-    if request.subscribed_topic_regex.is_some() {
+    // librdkafka sends an empty regex when it subscribes by name; only a non-empty one is a regex.
+    if request.subscribed_topic_regex.as_ref().is_some_and(|r| !r.is_empty()) {
         return Err(invalid("SubscribedTopicRegex is not supported by this broker; subscribe to topic names."));
     }
     if epoch == 0 {
