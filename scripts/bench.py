@@ -22,6 +22,8 @@ Measures, in this order:
   4. produce latency at a fixed moderate rate, acks=all.
   5. produce throughput, 1 KB records, acks=1, batched (linger.ms, batch.size).
   6. consume throughput, reading back what 5 wrote.
+  7. consumer groups: time from subscribe() until a new group's first member
+     gets its assignment (target: group.initial.rebalance.delay.ms + 1 s).
 Steps 2 and 3 need a broker process of our own, so they are skipped with
 --bootstrap. MB = 10^6 bytes, MiB = 2^20 bytes.
 """
@@ -411,6 +413,39 @@ def perf_produce_latency_ms(tool: RdkafkaPerformance, bootstrap: str, topic: str
     return [us / 1000 for us in latencies_us[warmup:]], achieved_rate
 
 
+def group_initial_delay_ms(bootstrap: str) -> int:
+    """The broker's group.initial.rebalance.delay.ms, read with DescribeConfigs (Kafka's default if absent)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    broker_id = next(iter(admin.list_topics(timeout=10).brokers))
+    resource = ConfigResource(ResourceType.BROKER, str(broker_id))
+    configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    entry = configs.get("group.initial.rebalance.delay.ms")
+    return int(entry.value) if entry is not None and entry.value is not None else 3000
+
+
+def first_assignment_ms(bootstrap: str, topic: str, runs: int) -> list[float]:
+    """Time from subscribe() until a new group's first (only) member receives its assignment, each run with
+    a fresh group id; confluent-kafka (librdkafka), classic protocol."""
+    samples = []
+    for run in range(runs):
+        consumer = confluent_kafka.Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-first-assignment-{os.getpid()}-{run}-{time.time_ns()}",
+            "session.timeout.ms": 6000,
+            "enable.auto.commit": False,
+        })
+        assigned: list[float] = []
+        started = time.monotonic()
+        consumer.subscribe([topic], on_assign=lambda _consumer, _partitions: assigned.append(time.monotonic()))
+        while not assigned and time.monotonic() - started < 30:
+            consumer.poll(0.005)
+        samples.append((assigned[0] - started) * 1000 if assigned else float("inf"))
+        consumer.close()
+    return samples
+
+
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -489,6 +524,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--latency-rate", type=int, default=1000, help="records/s for the latency run")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--group-runs", type=int, default=3, help="new groups timed for the first assignment")
     parser.add_argument("--starts", type=int, default=10, help="starts averaged for start-to-ready")
     parser.add_argument("--loopback-mib", type=int, default=1024, help="MiB per loopback-to-file run")
     parser.add_argument("--loopback-runs", type=int, default=2,
@@ -614,6 +650,17 @@ def main() -> int:
             "", "",
         ))
         rows.append(("CPU during consume", consume_cpu.describe(), "", ""))
+
+        delay_ms = group_initial_delay_ms(bootstrap)
+        log(f"first assignment of a new group's member ({args.group_runs} groups, initial delay {delay_ms} ms)")
+        firsts = sorted(first_assignment_ms(bootstrap, latency_topic, args.group_runs))
+        worst = firsts[-1]
+        rows.append((
+            f"new group's first member assigned after subscribe, median (max) of {len(firsts)} (confluent-kafka)",
+            f"{statistics.median(firsts):.0f} ms ({worst:.0f})",
+            f"<= group.initial.rebalance.delay.ms ({delay_ms}) + 1000 ms",
+            verdict(worst <= delay_ms + 1000),
+        ))
         if broker:
             rows.append(("RSS after the runs", f"{broker.rss_kib() / 1024:.1f} MiB", "", ""))
     finally:
