@@ -411,3 +411,23 @@ def test_kcat_roundrobin_two_members(gbroker, topic):
         assert {int(p) for p, _, _ in records[i]} == last_assigned(i)
     assert len(records[0]) == len(records[1]) == 300
     assert committed(gbroker, group, topic, 6) == {p: 100 for p in range(6)}
+
+
+def test_offset_delete_librdkafka_admin(gbroker, topic):
+    """The same through librdkafka's own admin call (rd_kafka_DeleteConsumerGroupOffsets, via ctypes)."""
+    from rdkafka_offset_delete import delete_consumer_group_offsets
+
+    create_topic(gbroker, topic, 2)
+    group = f"offdel-rdk-{topic}"
+    m = Member(gbroker, group, topic, "m")
+    m.c.commit(offsets=[TopicPartition(topic, 0, 0), TopicPartition(topic, 1, 0)], asynchronous=False)
+    pump([m], lambda: parts(m.c) == {0, 1}, what="assigned")
+    assert delete_consumer_group_offsets(gbroker.bootstrap, group, [(topic, 0)]) == (
+        0, {(topic, 0): GROUP_SUBSCRIBED_TO_TOPIC})
+    m.close()
+    assert delete_consumer_group_offsets(gbroker.bootstrap, group, [(topic, 0), (topic, 1)]) == (
+        0, {(topic, 0): 0, (topic, 1): 0})
+    admin = AdminClient({"bootstrap.servers": gbroker.bootstrap})
+    assert listed_offsets(admin, group, [TopicPartition(topic, p) for p in range(2)]) == {
+        (topic, 0): -1001, (topic, 1): -1001}
+    assert delete_consumer_group_offsets(gbroker.bootstrap, f"none-{topic}", [(topic, 0)])[0] == GROUP_ID_NOT_FOUND
