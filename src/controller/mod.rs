@@ -7,6 +7,7 @@
 //! replaces [`MetadataLog`] without changing the planning functions or the image.
 
 pub mod image;
+pub mod quorum;
 pub mod records;
 
 use std::collections::BTreeMap;
