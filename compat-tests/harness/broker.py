@@ -56,7 +56,7 @@ class BrokerProcess:
         data_dir: Path,
         log_dir: Path,
         port: int | None = None,
-        dev: bool = True,
+        dev: bool | None = None,
         extra_args: list[str] | None = None,
         binary: Path | None = None,
     ):
@@ -64,7 +64,8 @@ class BrokerProcess:
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir)
         self.port = port or free_loopback_port()
-        self.dev = dev
+        # --dev (no fsync) keeps the suite fast; ODRADEK_COMPAT_FSYNC=1 runs it with fsync, as in production.
+        self.dev = dev if dev is not None else os.environ.get("ODRADEK_COMPAT_FSYNC") != "1"
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.starts = 0

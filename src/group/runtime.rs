@@ -5,9 +5,10 @@
 //! - One tokio task per `__consumer_offsets` partition this broker leads owns that partition's `GroupShard`
 //!   (one owner of state). Handlers send it commands over a bounded channel; a command that may wait (JoinGroup,
 //!   SyncGroup, writes) gets a request id and a oneshot parked until the shard emits its `Effect::Reply`.
-//! - Effects run in order, one command at a time: `Append` encodes the records as one batch, appends it to the
-//!   partition (acks=-1) and waits for `flush_to`, so every reply that follows an append goes out only once the
-//!   append is durable (the durability rule of `group/mod.rs`). A failed append drops the shard's parked
+//! - Commands run one at a time, in order; the commands already queued when the task wakes are run together
+//!   and their effects applied in order: `Append` encodes the records as one batch and appends it to the
+//!   partition (acks=-1); replies that follow an append are held until one `flush_to` has made the batch's
+//!   appends durable (the durability rule of `group/mod.rs`, with group commit across commands). A failed append drops the shard's parked
 //!   requests (their handlers answer NOT_COORDINATOR) and rebuilds the shard from the log.
 //! - Timers: a set of deadlines in the task, woken with `sleep_until`; stale firings are ignored by the shard.
 //! - Loading: the task replays the partition from its log start to the high watermark before serving;
@@ -32,6 +33,8 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const SHARD_QUEUE: usize = 1024;
 /// Requests parked per shard (waiting JoinGroup/SyncGroup, writes waiting for their fsync).
 const MAX_PARKED: usize = 100_000;
+/// Queued commands handled together before one fsync (group commit inside a shard).
+const MAX_COMMANDS_PER_FSYNC: usize = 256;
 /// Bytes read per step while loading.
 const LOAD_READ_BYTES: usize = 1 << 20;
 
@@ -312,20 +315,10 @@ impl ShardTask {
                     None => std::future::pending().await,
                 }
             };
-            let effects = tokio::select! {
+            let mut batch = tokio::select! {
                 command = commands.recv() => match command {
                     None => break,
-                    Some(Command::Call { job, reply }) => {
-                        if self.parked.len() >= MAX_PARKED {
-                            tracing::warn!(partition = self.partition.index, "too many parked group requests; refusing one");
-                            continue; // dropping `reply` answers NOT_COORDINATOR; the client retries
-                        }
-                        self.next_request += 1;
-                        let id = self.next_request;
-                        self.parked.insert(id, reply);
-                        job(&mut shard, now_ms(), id)
-                    }
-                    Some(Command::Run(run)) => run(&mut shard, now_ms()),
+                    Some(command) => vec![self.process(&mut shard, command)],
                 },
                 () = sleep => {
                     let now = now_ms();
@@ -333,13 +326,20 @@ impl ShardTask {
                     for key in self.timers.pop_due(now) {
                         effects.extend(shard.timer(now, key));
                     }
-                    effects
+                    vec![effects]
                 }
             };
+            // Group commit: commands already queued are handled now too, so their appends share one fsync.
+            while batch.len() < MAX_COMMANDS_PER_FSYNC {
+                match commands.try_recv() {
+                    Ok(command) => batch.push(self.process(&mut shard, command)),
+                    Err(_) => break,
+                }
+            }
             if self.broker.strong_count() == 0 {
                 break;
             }
-            if let Err(e) = self.apply(effects).await {
+            if let Err(e) = self.apply(batch).await {
                 tracing::error!(partition = self.partition.index, error = %e, "appending group records failed; reloading the shard from its log");
                 // Parked requests are answered NOT_COORDINATOR by dropping their senders; clients retry.
                 self.parked.clear();
@@ -349,13 +349,40 @@ impl ShardTask {
         }
     }
 
-    /// Runs effects in order; replies go out only after the appends before them are durable.
-    async fn apply(&mut self, effects: Vec<Effect>) -> Result<(), PartitionError> {
-        for effect in effects {
+    /// Runs one command on the shard, parking its reply channel when the shard will answer later.
+    fn process(&mut self, shard: &mut GroupShard, command: Command) -> Vec<Effect> {
+        match command {
+            Command::Call { job, reply } => {
+                if self.parked.len() >= MAX_PARKED {
+                    tracing::warn!(partition = self.partition.index, "too many parked group requests; refusing one");
+                    return Vec::new(); // dropping `reply` answers NOT_COORDINATOR; the client retries
+                }
+                self.next_request += 1;
+                let id = self.next_request;
+                self.parked.insert(id, reply);
+                job(shard, now_ms(), id)
+            }
+            Command::Run(run) => run(shard, now_ms()),
+        }
+    }
+
+    /// Runs the effects of a batch of commands in order. Appends go to the log at once; a reply that follows
+    /// an append is held until one fsync has made every append of the batch durable (the durability rule),
+    /// while replies before the batch's first append go out immediately.
+    async fn apply(&mut self, batch: Vec<Vec<Effect>>) -> Result<(), PartitionError> {
+        let mut durable_end = None;
+        let mut held_replies = Vec::new();
+        for effect in batch.into_iter().flatten() {
             match effect {
-                Effect::Append(records) => self.append(&records).await?,
+                Effect::Append(records) => {
+                    if let Some(end) = self.append(&records)? {
+                        durable_end = Some(end);
+                    }
+                }
                 Effect::Reply { request, reply } => {
-                    if let Some(waiter) = self.parked.remove(&request) {
+                    if durable_end.is_some() {
+                        held_replies.push((request, reply));
+                    } else if let Some(waiter) = self.parked.remove(&request) {
                         let _ = waiter.send(reply);
                     }
                 }
@@ -363,12 +390,21 @@ impl ShardTask {
                 Effect::CancelTimer(key) => self.timers.cancel(&key),
             }
         }
+        if let Some(end) = durable_end {
+            self.partition.flush_to(end).await?;
+        }
+        for (request, reply) in held_replies {
+            if let Some(waiter) = self.parked.remove(&request) {
+                let _ = waiter.send(reply);
+            }
+        }
         Ok(())
     }
 
-    async fn append(&self, records: &[GroupRecord]) -> Result<(), PartitionError> {
+    /// Appends records as one batch; returns the offset that must be durable before dependent replies.
+    fn append(&self, records: &[GroupRecord]) -> Result<Option<i64>, PartitionError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let now = now_ms();
         let encoded: Vec<_> = records.iter().map(|r| (r.encode_key(), r.encode_value())).collect();
@@ -378,7 +414,7 @@ impl ShardTask {
             .collect();
         let batch = BatchBuilder::new().build(&new_records)?;
         let outcome = self.partition.append(batch, -1, now)?;
-        self.partition.flush_to(outcome.last_offset + 1).await
+        Ok(Some(outcome.last_offset + 1))
     }
 
     /// Rebuilds a shard from the partition's log, then arms its timers.
