@@ -28,7 +28,7 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Produ
     let acks = request.acks;
     let version = header.request_api_version;
     let now = now_ms();
-    let valid_acks = matches!(acks, -1 | 0 | 1);
+    let valid_acks = (-1..=1).contains(&acks);
     let mut to_flush = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {

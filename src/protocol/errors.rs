@@ -80,6 +80,16 @@ impl KafkaCode for ControllerError {
     }
 }
 
+impl KafkaCode for CoordinatorError {
+    fn kafka_code(&self) -> ResponseError {
+        match self {
+            CoordinatorError::NotCoordinator => ResponseError::NotCoordinator,
+            CoordinatorError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+            CoordinatorError::NotAvailable => ResponseError::CoordinatorNotAvailable,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,15 +108,5 @@ mod tests {
         let codes: Vec<i16> = errors.iter().map(|e| e.error_code()).collect();
         assert_eq!(codes, vec![2, 10, 76, 56, 45, 19, 87]);
         assert!(!codes.contains(&ResponseError::UnknownServerError.code()));
-    }
-}
-
-impl KafkaCode for CoordinatorError {
-    fn kafka_code(&self) -> ResponseError {
-        match self {
-            CoordinatorError::NotCoordinator => ResponseError::NotCoordinator,
-            CoordinatorError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
-            CoordinatorError::NotAvailable => ResponseError::CoordinatorNotAvailable,
-        }
     }
 }
