@@ -177,7 +177,10 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, RequestKind), Requ
     }
     let mut body = frame;
     let header = protocol::decode_header(&mut body, api, prefix.api_version)?;
-    let version = if api == ApiKey::Produce { prefix.api_version.max(3) } else { prefix.api_version };
+    if api == ApiKey::Produce && prefix.api_version < 3 {
+        return Ok((header, RequestKind::Produce(produce::decode_legacy(body)?)));
+    }
+    let version = prefix.api_version;
     let request = RequestKind::decode(api, &mut body, version)
         .map_err(|e| RequestError::Malformed { api, version, reason: e.to_string() })?;
     Ok((header, request))
@@ -234,6 +237,30 @@ mod tests {
         frame.truncate(frame.len() - 4); // drop topics (1 byte), three bools-and-tags tail
         frame.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(decode_request(Bytes::from(frame)).is_err());
+    }
+
+    #[test]
+    fn produce_v2_decodes_as_v3_without_the_transactional_id() {
+        let request = ProduceRequest::default().with_acks(1).with_timeout_ms(1234);
+        let v3 = encoded(ApiKey::Produce, 3, &request);
+        let header_len = {
+            let header = RequestHeader::default()
+                .with_request_api_key(ApiKey::Produce as i16)
+                .with_request_api_version(2)
+                .with_correlation_id(7)
+                .with_client_id(Some(StrBytes::from_static_str("proptest")));
+            let mut out = BytesMut::new();
+            header.encode(&mut out, ApiKey::Produce.request_header_version(2)).unwrap();
+            out.len()
+        };
+        // v2 = the v3 frame minus the null transactional id (two bytes) after the header, version 2.
+        let mut v2 = v3[..header_len].to_vec();
+        v2.extend_from_slice(&v3[header_len + 2..]);
+        v2[2..4].copy_from_slice(&2i16.to_be_bytes());
+        match decode_request(Bytes::from(v2)) {
+            Ok((_, RequestKind::Produce(decoded))) => assert_eq!((decoded.acks, decoded.timeout_ms), (1, 1234)),
+            other => panic!("expected a produce request, got {other:?}"),
+        }
     }
 
     #[test]

@@ -164,11 +164,7 @@ fn append_one(
 /// Produce v0-2: decode as v3, answer in the old layout.
 pub async fn handle_legacy(ctx: &RequestContext, header: &RequestHeader, body: Bytes) -> Result<Pending, RequestError> {
     let version = header.request_api_version;
-    let mut as_v3 = BytesMut::with_capacity(body.len() + 2);
-    as_v3.put_i16(-1); // null transactional id
-    as_v3.put_slice(&body);
-    let mut as_v3 = as_v3.freeze();
-    let request: ProduceRequest = protocol::decode_body(&mut as_v3, ApiKey::Produce, FIRST_MODERN_VERSION)?;
+    let request = decode_legacy(body)?;
     let Some(response) = handle(ctx, header, request).await.finish().await else { return Ok(Pending::Ready(None)) };
     if version == 2 {
         // The v2 response layout is the v3 one.
@@ -176,6 +172,14 @@ pub async fn handle_legacy(ctx: &RequestContext, header: &RequestHeader, body: B
             .map(|bytes| Pending::Ready(Some(bytes)));
     }
     Ok(Pending::Ready(Some(encode_v0_v1(header.correlation_id, version, &response))))
+}
+
+/// Decodes a Produce v0-2 body: the v3 body without its leading transactional id.
+pub fn decode_legacy(body: Bytes) -> Result<ProduceRequest, RequestError> {
+    let mut as_v3 = BytesMut::with_capacity(body.len() + 2);
+    as_v3.put_i16(-1); // null transactional id
+    as_v3.put_slice(&body);
+    protocol::decode_body(&mut as_v3.freeze(), ApiKey::Produce, FIRST_MODERN_VERSION)
 }
 
 fn put_string(out: &mut BytesMut, s: &StrBytes) {
