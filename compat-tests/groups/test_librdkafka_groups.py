@@ -167,6 +167,9 @@ def test_static_member_rejoins_without_rebalance(gbroker, topic):
     generation_before = admin.describe_consumer_groups([group])[group].result(10)
     # b closes (a static member does not leave the group) and comes back with the same instance id.
     b_partitions = sorted(tp.partition for tp in b.assignment())
+    # a may have seen two assignments already (alone first, then shared with b) depending on join timing;
+    # what matters is that the rejoin adds none.
+    assignments_before_rejoin = [e for e in events if e[0] == "assign"]
     b.close()
     b = consumer(gbroker, group, **{"group.instance.id": "b", "session.timeout.ms": 10000})
     b.subscribe([topic])
@@ -177,8 +180,8 @@ def test_static_member_rejoins_without_rebalance(gbroker, topic):
     assert sorted(tp.partition for tp in b.assignment()) == b_partitions
     for _ in range(10):
         a.poll(0.1)
-    # a saw exactly one assignment: no rebalance happened for the rejoin.
-    assert [e for e in events if e[0] == "assign"] == [events[0]]
+    # a saw no new assignment: no rebalance happened for the rejoin.
+    assert [e for e in events if e[0] == "assign"] == assignments_before_rejoin
     after = admin.describe_consumer_groups([group])[group].result(10)
     assert sorted(m.group_instance_id for m in after.members) == ["a", "b"]
     assert len(generation_before.members) == 2
