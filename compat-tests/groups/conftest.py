@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 FAST = ["--set", "group.initial.rebalance.delay.ms=0", "--set", "group.min.session.timeout.ms=1000"]
@@ -29,3 +29,17 @@ def produce(broker, topic: str, values: list[bytes], partitions: int | None = No
         else:
             producer.produce(topic, value)
     assert producer.flush(30) == 0
+
+
+def group_consumer(broker, group: str, **extra) -> Consumer:
+    """A librdkafka group consumer with manual commits, reading from the earliest offset; `extra` overrides."""
+    config = {
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "enable.auto.commit": False,
+    }
+    config.update(extra)
+    return Consumer(config)

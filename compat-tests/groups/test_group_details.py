@@ -20,23 +20,15 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from conftest import create_topic, produce
+from conftest import create_topic, group_consumer, produce
 from harness import wire
 
 STEP_S = 15  # upper bound for one rebalance or one read-all step
 
 
 def consumer(broker, group: str, **extra) -> Consumer:
-    config = {
-        "bootstrap.servers": broker.bootstrap,
-        "group.id": group,
-        "auto.offset.reset": "earliest",
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 300,
-        "enable.auto.commit": False,
-    }
-    config.update(extra)
-    return Consumer(config)
+    # Faster heartbeats than the shared default: these tests time rebalances tightly.
+    return group_consumer(broker, group, **{"heartbeat.interval.ms": 300, **extra})
 
 
 def parts(c: Consumer) -> set[int]:

@@ -11,22 +11,12 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from conftest import create_topic, produce
+from conftest import create_topic, group_consumer, produce
 
 DEADLINE_S = 60
 
 
-def consumer(broker, group: str, **extra) -> Consumer:
-    config = {
-        "bootstrap.servers": broker.bootstrap,
-        "group.id": group,
-        "auto.offset.reset": "earliest",
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 500,
-        "enable.auto.commit": False,
-    }
-    config.update(extra)
-    return Consumer(config)
+consumer = group_consumer
 
 
 def consume_until(c: Consumer, want: int, deadline_s: float = DEADLINE_S) -> list:
