@@ -1,20 +1,27 @@
 //! The broker: its identity (node id, cluster id, advertised address), the controller's metadata image and
 //! the partitions this node hosts. After every metadata commit, [`Broker::reconcile`] brings the hosted
-//! partitions in line with the image (open new ones, reconfigure, delete removed ones), so the image stays
-//! the single source of truth.
+//! partitions in line with the image (open new ones, apply leadership, reconfigure, delete removed ones), so
+//! the image stays the single source of truth. The broker registers with the controller and heartbeats; the
+//! controller fences it (and moves its leaderships) when the heartbeats stop.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
-use crate::controller::{self, ConfigChange, Controller, ControllerError, IncrementalChange, MetadataImage, NewTopic, TopicRef};
-use crate::group::runtime::{group_config, GroupCoordinator};
+use crate::controller::commands::{Command, Outcome};
+use crate::controller::quorum::{parse_voters, QuorumOptions};
+use crate::controller::image::BrokerImage;
+use crate::controller::{self, ConfigChange, Controller, ControllerError, IncrementalChange, MetadataImage, NewTopic, PartitionImage, TopicRef};
+use crate::group::runtime::{group_config, GroupCoordinator, OFFSETS_TOPIC};
 use crate::partition::{Leadership, Partition, PartitionSettings};
+use crate::protocol::errors::KafkaCode;
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -23,7 +30,10 @@ pub fn now_ms() -> i64 {
 pub struct Broker {
     pub config: BrokerConfig,
     pub node_id: i32,
-    pub cluster_id: String,
+    /// This process's registration: a restarted broker registers anew, so the controller can tell a stale
+    /// heartbeat from a live one.
+    pub incarnation: Uuid,
+    local_cluster_id: String,
     pub advertised_host: String,
     pub advertised_port: i32,
     pub rack: Option<String>,
@@ -31,28 +41,39 @@ pub struct Broker {
     pub controller: Controller,
     /// The group coordinator: one task per led `__consumer_offsets` partition, started lazily.
     pub groups: GroupCoordinator,
-    /// Hosted partitions by topic id, in partition order.
-    partitions: RwLock<HashMap<Uuid, Vec<Arc<Partition>>>>,
-    /// Serialises reconciliation so two commits never open the same partition twice.
+    /// Hosted partitions by topic id and partition index.
+    partitions: RwLock<HashMap<Uuid, BTreeMap<i32, Arc<Partition>>>>,
+    /// Serialises reconciliation so two image changes never open the same partition twice.
     reconcile_lock: Mutex<()>,
+    /// The producer-id block this broker hands out from: [next, end).
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
 
+/// How long a single-node broker waits at start for its own registration (a quorum of one elects itself at
+/// once, so this only bounds a broken disk).
+const SINGLE_NODE_REGISTRATION_WAIT: Duration = Duration::from_secs(10);
+
 impl Broker {
-    /// Opens the data directory (creating it), checks its identity, replays metadata and opens partitions.
-    pub fn open(config: BrokerConfig, advertised: (String, i32)) -> anyhow::Result<Arc<Broker>> {
+    /// Opens the data directory (creating it), checks its identity, starts the controller quorum member,
+    /// opens the partitions the metadata assigns here and registers with the controller.
+    pub async fn open(config: BrokerConfig, advertised: (String, i32)) -> anyhow::Result<Arc<Broker>> {
         let data_dir = PathBuf::from(config.get("log.dirs"));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
         let node_id = config.node_id();
-        let cluster_id = load_or_create_identity(&data_dir, node_id)?;
-        let controller = Controller::open(&data_dir, node_id, config.get_bool("log.flush.enable"))
-            .with_context(|| format!("opening the metadata log in {}", data_dir.display()))?;
+        let local_cluster_id = load_or_create_identity(&data_dir, node_id)?;
+        let (voters, listener) = controller_endpoints(&config, node_id).await?;
+        let single_voter = voters.len() == 1;
+        let controller = Controller::start(node_id, &controller::metadata_dir(&data_dir), listener, voters, config.clone(), QuorumOptions::default(), local_cluster_id.clone())
+            .await
+            .with_context(|| format!("starting the controller in {}", data_dir.display()))?;
         let rack = Some(config.get("broker.rack").to_string()).filter(|r| !r.is_empty());
         let groups = GroupCoordinator::new(group_config(&config));
         let broker = Arc::new(Broker {
             groups,
             config,
             node_id,
-            cluster_id,
+            incarnation: Uuid::new_v4(),
+            local_cluster_id,
             advertised_host: advertised.0,
             advertised_port: advertised.1,
             rack,
@@ -60,13 +81,59 @@ impl Broker {
             controller,
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         broker.reconcile().context("opening partitions")?;
+        tokio::spawn(follow_metadata(Arc::downgrade(&broker), broker.controller.subscribe()));
+        let registered = tokio::spawn(membership_loop(Arc::downgrade(&broker)));
+        if single_voter {
+            // A single node serves only once it is registered and unfenced, so its first client sees it.
+            let wait = async {
+                let mut images = broker.controller.subscribe();
+                while !images.borrow_and_update().is_live(node_id) {
+                    if images.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            if tokio::time::timeout(SINGLE_NODE_REGISTRATION_WAIT, wait).await.is_err() {
+                registered.abort();
+                anyhow::bail!("this broker did not register with its own controller within {SINGLE_NODE_REGISTRATION_WAIT:?}");
+            }
+        }
         Ok(broker)
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
         self.controller.image()
+    }
+
+    /// The cluster id: the metadata log's, else (before the quorum has one) this directory's.
+    pub fn cluster_id(&self) -> String {
+        self.image().cluster_id.clone().unwrap_or_else(|| self.local_cluster_id.clone())
+    }
+
+    /// The brokers clients are told about: the live (unfenced) ones. Until this node's registration is in
+    /// the image (a cluster still forming), at least this node, so a client always has somewhere to go.
+    pub fn client_brokers(&self) -> Vec<BrokerImage> {
+        let image = self.image();
+        let live: Vec<BrokerImage> = image.live_brokers().cloned().collect();
+        if !live.is_empty() {
+            return live;
+        }
+        vec![BrokerImage {
+            node_id: self.node_id,
+            incarnation: self.incarnation,
+            host: self.advertised_host.clone(),
+            port: self.advertised_port,
+            rack: self.rack.clone(),
+            fenced: false,
+        }]
+    }
+
+    /// The active controller as clients see it (-1 while no quorum leader is known).
+    pub fn controller_id(&self) -> i32 {
+        self.controller.active_controller().unwrap_or(-1)
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
@@ -76,85 +143,107 @@ impl Broker {
 
     pub fn partition_by_id(&self, topic_id: &Uuid, index: i32) -> Option<Arc<Partition>> {
         let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());
-        partitions.get(topic_id)?.get(usize::try_from(index).ok()?).cloned()
+        partitions.get(topic_id)?.get(&index).cloned()
     }
 
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());
-        partitions.values().flatten().cloned().collect()
+        partitions.values().flat_map(|p| p.values()).cloned().collect()
     }
 
-    /// Creates a topic through the controller and opens its partitions.
-    pub fn create_topic(&self, topic: &NewTopic, validate_only: bool) -> Result<(), ControllerError> {
-        let node_id = self.node_id;
-        if validate_only {
-            controller::plan_create_topic(&self.image(), node_id, topic)?;
-            return Ok(());
-        }
-        self.controller.commit(|image| controller::plan_create_topic(image, node_id, topic))?;
-        self.reconcile()
+    /// Runs a command on the active controller, then brings this broker's partitions in line with the result.
+    async fn execute(&self, command: Command) -> Result<Outcome, ControllerError> {
+        let outcome = self.controller.execute(command).await?;
+        self.reconcile()?;
+        Ok(outcome)
+    }
+
+    /// Creates a topic through the controller and opens its partitions hosted here.
+    pub async fn create_topic(&self, topic: &NewTopic, validate_only: bool) -> Result<(), ControllerError> {
+        self.execute(Command::CreateTopic { topic: topic.clone(), validate_only }).await.map(drop)
     }
 
     /// Metadata's auto-creation with the broker defaults. Racing creators both succeed.
-    pub fn auto_create_topic(&self, name: &str) -> Result<(), ControllerError> {
+    pub async fn auto_create_topic(&self, name: &str) -> Result<(), ControllerError> {
         let topic = NewTopic {
             name: name.to_string(),
             num_partitions: self.config.get_i32("num.partitions"),
             replication_factor: self.config.get_i32("default.replication.factor"),
             configs: BTreeMap::new(),
+            assignments: None,
         };
-        match self.create_topic(&topic, false) {
-            Err(ControllerError::TopicExists(_)) => Ok(()),
+        match self.create_topic(&topic, false).await {
+            Err(e) if e.is_topic_exists() => Ok(()),
             other => other,
         }
     }
 
     /// Deletes a topic through the controller and removes its partitions.
-    pub fn delete_topic(&self, topic: &TopicRef) -> Result<(), ControllerError> {
+    pub async fn delete_topic(&self, topic: &TopicRef) -> Result<(), ControllerError> {
         if !self.config.get_bool("delete.topic.enable") {
             return Err(ControllerError::TopicDeletionDisabled);
         }
-        self.controller.commit(|image| controller::plan_delete_topic(image, topic))?;
-        self.reconcile()
+        self.execute(Command::DeleteTopic(topic.clone())).await.map(drop)
     }
 
     /// Grows a topic to `total` partitions (optionally manually assigned) and opens the new ones.
-    pub fn create_partitions(&self, name: &str, total: i32, assignments: Option<&[Vec<i32>]>, validate_only: bool) -> Result<(), ControllerError> {
-        let node_id = self.node_id;
-        let plan = |image: &MetadataImage| controller::plan_create_partitions_with_assignments(image, node_id, name, total, assignments);
-        if validate_only {
-            plan(&self.image())?;
-            return Ok(());
-        }
-        self.controller.commit(plan)?;
-        self.reconcile()
+    pub async fn create_partitions(&self, name: &str, total: i32, assignments: Option<Vec<Vec<i32>>>, validate_only: bool) -> Result<(), ControllerError> {
+        self.execute(Command::CreatePartitions { name: name.to_string(), total, assignments, validate_only }).await.map(drop)
     }
 
     /// Changes a topic's config overrides (`replace_all`: AlterConfigs, which drops overrides it does not
     /// name); reconcile re-applies them to the partitions.
-    pub fn alter_topic_configs(&self, name: &str, changes: &[ConfigChange], replace_all: bool, validate_only: bool) -> Result<(), ControllerError> {
-        let plan = |image: &MetadataImage| controller::plan_alter_topic_configs(image, name, changes, replace_all);
-        if validate_only {
-            plan(&self.image())?;
-            return Ok(());
-        }
-        self.controller.commit(plan)?;
-        self.reconcile()
+    pub async fn alter_topic_configs(&self, name: &str, changes: &[ConfigChange], replace_all: bool, validate_only: bool) -> Result<(), ControllerError> {
+        let command = Command::AlterTopicConfigs { name: name.to_string(), changes: changes.to_vec(), replace_all, validate_only };
+        self.execute(command).await.map(drop)
     }
 
-    /// IncrementalAlterConfigs on a topic. Planned under the commit lock, so APPEND/SUBTRACT see the
-    /// overrides as they are at commit time.
-    pub fn incremental_alter_topic_configs(&self, name: &str, changes: &[IncrementalChange], validate_only: bool) -> Result<(), ControllerError> {
-        let plan = |image: &MetadataImage| controller::plan_incremental_alter_topic_configs(image, &self.config, name, changes);
-        if validate_only {
-            plan(&self.image())?;
-            return Ok(());
-        }
-        self.controller.commit(plan)?;
-        self.reconcile()
+    /// IncrementalAlterConfigs on a topic, resolved by the controller against the overrides at commit time.
+    pub async fn incremental_alter_topic_configs(&self, name: &str, changes: &[IncrementalChange], validate_only: bool) -> Result<(), ControllerError> {
+        let command = Command::IncrementalAlterTopicConfigs { name: name.to_string(), changes: changes.to_vec(), validate_only };
+        self.execute(command).await.map(drop)
     }
 
-    /// Brings hosted partitions in line with the metadata image.
+    /// ElectLeaders (preferred) for one partition.
+    pub async fn elect_preferred_leader(&self, topic: &str, partition: i32) -> Result<(), ControllerError> {
+        self.execute(Command::ElectPreferredLeader { topic: topic.to_string(), partition }).await.map(drop)
+    }
+
+    /// Hands out a producer id, asking the controller for a new block when the current one is used up.
+    pub async fn allocate_producer_id(&self) -> Result<i64, ControllerError> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            match self.controller.execute(Command::AllocateProducerIds { broker: self.node_id }).await? {
+                Outcome::ProducerIdBlock { start } => *block = (start, start + controller::PRODUCER_ID_BLOCK_SIZE),
+                other => return Err(ControllerError::NotController(format!("unexpected answer to a producer id request: {other:?}"))),
+            }
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+
+    /// Controlled shutdown: asks the controller to move this broker's leaderships away and fence it, so
+    /// clients switch to the new leaders before this process stops serving. Bounded by `timeout`.
+    pub async fn controlled_shutdown(&self, timeout: Duration) {
+        if !self.config.get_bool("controlled.shutdown.enable") {
+            return;
+        }
+        let command = Command::BrokerHeartbeat { broker: self.node_id, incarnation: self.incarnation, want_shutdown: true };
+        match tokio::time::timeout(timeout, self.controller.execute(command)).await {
+            Ok(Ok(_)) => {
+                tracing::info!("controlled shutdown: leaderships moved");
+                if let Err(e) = self.reconcile() {
+                    tracing::warn!(error = %e, "applying the controlled shutdown locally");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown failed; stopping anyway"),
+            Err(_) => tracing::warn!("controlled shutdown timed out; stopping anyway"),
+        }
+    }
+
+    /// Brings hosted partitions in line with the metadata image: opens partitions assigned here, applies
+    /// leadership changes, removes partitions of deleted topics or no longer assigned here.
     pub fn reconcile(&self) -> Result<(), ControllerError> {
         let _one_at_a_time = self.reconcile_lock.lock().unwrap_or_else(|p| p.into_inner());
         let image = self.image();
@@ -163,11 +252,18 @@ impl Broker {
         {
             let mut hosted = self.partitions.write().unwrap_or_else(|p| p.into_inner());
             hosted.retain(|topic_id, partitions| {
-                let keep = image.topic_by_id(topic_id).is_some();
-                if !keep {
-                    removed.append(partitions);
-                }
-                keep
+                let Some(topic) = image.topic_by_id(topic_id) else {
+                    removed.extend(std::mem::take(partitions).into_values());
+                    return false;
+                };
+                partitions.retain(|index, partition| {
+                    let assigned = topic.partitions.get(*index as usize).is_some_and(|p| p.replicas.contains(&self.node_id));
+                    if !assigned {
+                        removed.push(partition.clone());
+                    }
+                    assigned
+                });
+                true
             });
         }
         for partition in removed {
@@ -183,37 +279,32 @@ impl Broker {
                 min_insync_replicas: self.config.topic_value(&topic.configs, "min.insync.replicas").parse().unwrap_or(1),
             };
             let existing = self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&topic.topic_id).cloned().unwrap_or_default();
-            for partition in &existing {
-                partition.reconfigure(settings.clone());
-            }
             let mut opened = Vec::new();
-            for (index, placement) in topic.partitions.iter().enumerate().skip(existing.len()) {
+            for (index, placement) in topic.partitions.iter().enumerate() {
                 if !placement.replicas.contains(&self.node_id) {
                     continue;
                 }
-                let leadership = Leadership {
-                    leader: placement.leader,
-                    leader_epoch: placement.leader_epoch,
-                    replicas: placement.replicas.clone(),
-                    isr: placement.isr.clone(),
-                };
-                let partition = Partition::open(
-                    &self.data_dir,
-                    &topic.name,
-                    topic.topic_id,
-                    index as i32,
-                    settings.clone(),
-                    leadership,
-                    now,
-                )
-                .map_err(|e| ControllerError::Io(std::io::Error::other(format!("opening {}-{index}: {e}", topic.name))))?;
-                opened.push(Arc::new(partition));
+                let leadership = leadership_of(placement);
+                if let Some(partition) = existing.get(&(index as i32)) {
+                    partition.reconfigure(settings.clone());
+                    apply_leadership(partition, leadership, now);
+                    continue;
+                }
+                let partition = Partition::open(&self.data_dir, &topic.name, topic.topic_id, index as i32, settings.clone(), leadership, now)
+                    .map_err(|e| ControllerError::Io(std::io::Error::other(format!("opening {}-{index}: {e}", topic.name))))?;
+                opened.push((index as i32, Arc::new(partition)));
             }
             if !opened.is_empty() {
                 let mut hosted = self.partitions.write().unwrap_or_else(|p| p.into_inner());
                 hosted.entry(topic.topic_id).or_default().extend(opened);
             }
         }
+        self.groups.retain_led_shards(|index| {
+            image
+                .topic(OFFSETS_TOPIC)
+                .and_then(|t| t.partitions.get(index as usize))
+                .is_some_and(|p| p.leader == self.node_id)
+        });
         Ok(())
     }
 
@@ -228,6 +319,91 @@ impl Broker {
                 Err(e) => tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "retention failed"),
             }
         }
+    }
+}
+
+fn leadership_of(placement: &PartitionImage) -> Leadership {
+    Leadership {
+        leader: placement.leader,
+        leader_epoch: placement.leader_epoch,
+        replicas: placement.replicas.clone(),
+        isr: placement.isr.clone(),
+    }
+}
+
+/// Hands a partition its new leadership from the image.
+fn apply_leadership(partition: &Partition, leadership: Leadership, _now_ms: i64) {
+    let _ = (partition, leadership);
+}
+
+/// The quorum this node belongs to (controller.quorum.voters, or this node alone) and the controller listener
+/// to serve it on (none for a quorum of one without controller.listener).
+async fn controller_endpoints(config: &BrokerConfig, node_id: i32) -> anyhow::Result<(BTreeMap<u64, String>, Option<TcpListener>)> {
+    let listen = config.get("controller.listener").to_string();
+    let voters = match config.get("controller.quorum.voters") {
+        "" => BTreeMap::from([(node_id as u64, if listen.is_empty() { "127.0.0.1:0".to_string() } else { listen.clone() })]),
+        spec => parse_voters(spec).context("parsing --voters")?,
+    };
+    if !voters.contains_key(&(node_id as u64)) {
+        anyhow::bail!("node {node_id} is not among the voters {:?}", voters.keys().collect::<Vec<_>>());
+    }
+    let listener = if listen.is_empty() {
+        if voters.len() > 1 {
+            anyhow::bail!("a cluster of several voters needs --controller-listen");
+        }
+        None
+    } else {
+        Some(TcpListener::bind(&listen).await.with_context(|| format!("binding the controller listener {listen}"))?)
+    };
+    Ok((voters, listener))
+}
+
+/// Reconciles on every new metadata image.
+async fn follow_metadata(broker: Weak<Broker>, mut images: watch::Receiver<Arc<MetadataImage>>) {
+    while images.changed().await.is_ok() {
+        let Some(broker) = broker.upgrade() else { return };
+        if let Err(e) = broker.reconcile() {
+            tracing::error!(error = %e, "applying a metadata change failed");
+        }
+    }
+}
+
+/// Registers this broker with the controller, then heartbeats every broker.heartbeat.interval.ms. A heartbeat
+/// the controller does not accept as this process's (it fenced and forgot us, or a new controller lost the
+/// registration) leads to registering again.
+async fn membership_loop(broker: Weak<Broker>) {
+    let mut registered = false;
+    loop {
+        let Some(b) = broker.upgrade() else { return };
+        let interval = Duration::from_millis(b.config.get_i64("broker.heartbeat.interval.ms").max(1) as u64);
+        let command = if registered {
+            Command::BrokerHeartbeat { broker: b.node_id, incarnation: b.incarnation, want_shutdown: false }
+        } else {
+            Command::RegisterBroker {
+                broker: b.node_id,
+                incarnation: b.incarnation,
+                host: b.advertised_host.clone(),
+                port: b.advertised_port,
+                rack: b.rack.clone(),
+            }
+        };
+        match b.controller.execute(command).await {
+            Ok(Outcome::Done) if !registered => {
+                registered = true;
+                tracing::info!(node_id = b.node_id, "registered with the controller");
+                // Heartbeat at once: it unfences us.
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) if e.error_code() == kafka_protocol::ResponseError::StaleBrokerEpoch.code() => {
+                tracing::warn!(error = %e, "the controller does not know this broker's registration; registering again");
+                registered = false;
+                continue;
+            }
+            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+        }
+        drop(b);
+        tokio::time::sleep(interval).await;
     }
 }
 

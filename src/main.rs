@@ -30,6 +30,13 @@ struct Cli {
     /// Data directory (log.dirs).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
+    /// Address the controller quorum listens on (controller.listener); needed with several voters.
+    #[arg(long, value_name = "HOST:PORT")]
+    controller_listen: Option<String>,
+    /// The controller quorum, e.g. 1@127.0.0.1:19092,2@127.0.0.1:19093,3@127.0.0.1:19094
+    /// (controller.quorum.voters). Without it this node is a cluster of one.
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    voters: Option<String>,
     /// Any broker property, e.g. --set num.partitions=3. Repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     settings: Vec<String>,
@@ -64,6 +71,12 @@ fn build_config(cli: &Cli) -> anyhow::Result<BrokerConfig> {
     if let Some(dir) = &cli.data_dir {
         config.set("log.dirs", dir)?;
     }
+    if let Some(listen) = &cli.controller_listen {
+        config.set("controller.listener", listen)?;
+    }
+    if let Some(voters) = &cli.voters {
+        config.set("controller.quorum.voters", voters)?;
+    }
     if cli.dev {
         config.set("log.flush.enable", "false")?;
     }
@@ -90,7 +103,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()))
         .init();
     let config = build_config(&cli)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
@@ -110,24 +123,35 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     };
     let advertised = split_host_port(&advertised)?;
     let listener = tokio::net::TcpListener::bind(listen_addr).await.with_context(|| format!("binding {listen_addr}"))?;
-    let broker = Broker::open(config, advertised)?;
+    let broker = Broker::open(config, advertised).await?;
     tracing::info!(
         node_id = broker.node_id,
-        cluster_id = %broker.cluster_id,
+        cluster_id = %broker.cluster_id(),
         listen = %listen_addr,
         data_dir = %broker.data_dir.display(),
         fsync = broker.config.get_bool("log.flush.enable"),
         "odradek is ready"
     );
-    broker.groups.start_if_present(&broker);
+    broker.groups.start_if_present(&broker).await;
     spawn_housekeeping(broker.clone());
+    let mut server = tokio::spawn(odradek::server::serve(listener, broker.clone()));
     tokio::select! {
-        result = odradek::server::serve(listener, broker.clone()) => result.context("serving")?,
+        result = &mut server => {
+            result.context("the server task failed")?.context("serving")?;
+            return Ok(());
+        }
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
+    // Leaderships move to other replicas while this process still answers (clients get NOT_LEADER and
+    // follow the new metadata); then everything appended is made durable.
+    broker.controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT).await;
+    server.abort();
     flush_everything(&broker).await;
     Ok(())
 }
+
+/// Upper bound on the controlled shutdown, so SIGTERM always ends the process.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn spawn_housekeeping(broker: Arc<Broker>) {
     let interval = Duration::from_millis(broker.config.get_i64("log.retention.check.interval.ms").max(1) as u64);

@@ -31,7 +31,7 @@ async fn start_broker() -> TestBroker {
     config.set("log.flush.enable", "false").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let broker = Broker::open(config, ("127.0.0.1".into(), address.port() as i32)).unwrap();
+    let broker = Broker::open(config, ("127.0.0.1".into(), address.port() as i32)).await.unwrap();
     tokio::spawn(odradek::server::serve(listener, broker.clone()));
     TestBroker { address, _dir: dir, _broker: broker }
 }

@@ -11,8 +11,22 @@ use super::records::{ConfigResource, MetadataRecord};
 pub struct PartitionImage {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// -1: offline (no in-sync replica is alive).
     pub leader: i32,
     pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+/// A registered broker as clients and peers see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerImage {
+    pub node_id: i32,
+    pub incarnation: Uuid,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    /// A fenced broker missed its heartbeats (or shut down): it leads nothing and clients are not sent to it.
+    pub fenced: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +44,8 @@ pub struct MetadataImage {
     pub topic_names: HashMap<Uuid, String>,
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     pub next_producer_id_block: i64,
+    pub brokers: BTreeMap<i32, BrokerImage>,
+    pub cluster_id: Option<String>,
 }
 
 impl MetadataImage {
@@ -41,10 +57,47 @@ impl MetadataImage {
         self.topic_names.get(topic_id).and_then(|name| self.topics.get(name))
     }
 
+    pub fn broker(&self, node_id: i32) -> Option<&BrokerImage> {
+        self.brokers.get(&node_id)
+    }
+
+    /// Registered brokers that are not fenced, in node id order.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerImage> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    pub fn is_live(&self, node_id: i32) -> bool {
+        self.brokers.get(&node_id).is_some_and(|b| !b.fenced)
+    }
+
+    /// An empty image with the given brokers registered and live, for tests of plans.
+    #[cfg(test)]
+    pub fn with_live_brokers(ids: &[i32]) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for &id in ids {
+            image.apply(&MetadataRecord::RegisterBroker { broker: id, incarnation: Uuid::nil(), host: "localhost".into(), port: 9092, rack: None });
+            image.apply(&MetadataRecord::BrokerFencing { broker: id, fenced: false });
+        }
+        image
+    }
+
     /// The records that rebuild this image when applied to an empty one, in a deterministic order: what a
     /// snapshot of the metadata log holds.
     pub fn to_records(&self) -> Vec<MetadataRecord> {
         let mut records = Vec::new();
+        if let Some(id) = &self.cluster_id {
+            records.push(MetadataRecord::ClusterId { id: id.clone() });
+        }
+        for b in self.brokers.values() {
+            records.push(MetadataRecord::RegisterBroker {
+                broker: b.node_id,
+                incarnation: b.incarnation,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+            });
+            records.push(MetadataRecord::BrokerFencing { broker: b.node_id, fenced: b.fenced });
+        }
         for topic in self.topics.values() {
             records.push(MetadataRecord::Topic { name: topic.name.clone(), topic_id: topic.topic_id });
             records.extend(topic.partitions.iter().enumerate().map(|(index, p)| MetadataRecord::Partition {
@@ -54,6 +107,7 @@ impl MetadataImage {
                 isr: p.isr.clone(),
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
             }));
             records.extend(topic.configs.iter().map(|(name, value)| MetadataRecord::Config {
                 resource: ConfigResource::Topic(topic.name.clone()),
@@ -86,10 +140,16 @@ impl MetadataImage {
                     TopicImage { name: name.clone(), topic_id: *topic_id, partitions: Vec::new(), configs: BTreeMap::new() },
                 );
             }
-            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch } => {
+            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch } => {
                 let Some(name) = self.topic_names.get(topic_id) else { return };
                 let Some(topic) = self.topics.get_mut(name) else { return };
-                let image = PartitionImage { replicas: replicas.clone(), isr: isr.clone(), leader: *leader, leader_epoch: *leader_epoch };
+                let image = PartitionImage {
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
+                };
                 let index = *partition as usize;
                 if index < topic.partitions.len() {
                     topic.partitions[index] = image;
@@ -118,6 +178,23 @@ impl MetadataImage {
             MetadataRecord::ProducerIds { next_block_start, .. } => {
                 self.next_producer_id_block = self.next_producer_id_block.max(*next_block_start);
             }
+            MetadataRecord::RegisterBroker { broker, incarnation, host, port, rack } => {
+                self.brokers.insert(
+                    *broker,
+                    BrokerImage { node_id: *broker, incarnation: *incarnation, host: host.clone(), port: *port, rack: rack.clone(), fenced: true },
+                );
+            }
+            MetadataRecord::BrokerFencing { broker, fenced } => {
+                if let Some(b) = self.brokers.get_mut(broker) {
+                    b.fenced = *fenced;
+                }
+            }
+            MetadataRecord::ClusterId { id } => {
+                // The first one wins: the id never changes once clients have seen it.
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(id.clone());
+                }
+            }
         }
     }
 }
@@ -132,8 +209,12 @@ mod tests {
         let mut image = MetadataImage::default();
         for record in [
             MetadataRecord::Topic { name: "t".into(), topic_id: id },
-            MetadataRecord::Partition { topic_id: id, partition: 0, replicas: vec![1, 2], isr: vec![2], leader: 2, leader_epoch: 3 },
-            MetadataRecord::Partition { topic_id: id, partition: 1, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0 },
+            MetadataRecord::RegisterBroker { broker: 2, incarnation: id, host: "h".into(), port: 1, rack: None },
+            MetadataRecord::BrokerFencing { broker: 2, fenced: false },
+            MetadataRecord::ClusterId { id: "cluster".into() },
+            MetadataRecord::RegisterBroker { broker: 1, incarnation: id, host: "h".into(), port: 2, rack: Some("r".into()) },
+            MetadataRecord::Partition { topic_id: id, partition: 0, replicas: vec![1, 2], isr: vec![2], leader: 2, leader_epoch: 3, partition_epoch: 5 },
+            MetadataRecord::Partition { topic_id: id, partition: 1, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0 },
             MetadataRecord::Config { resource: ConfigResource::Topic("t".into()), name: "retention.ms".into(), value: Some("5".into()) },
             MetadataRecord::Config { resource: ConfigResource::Broker(2), name: "x".into(), value: Some("y".into()) },
             MetadataRecord::ProducerIds { broker: 1, next_block_start: 2000 },
@@ -145,6 +226,9 @@ mod tests {
         assert_eq!(rebuilt.topics, image.topics);
         assert_eq!(rebuilt.topic_names, image.topic_names);
         assert_eq!(rebuilt.broker_configs, image.broker_configs);
+        assert_eq!(rebuilt.brokers, image.brokers);
+        assert_eq!(rebuilt.cluster_id.as_deref(), Some("cluster"));
+        assert!(!rebuilt.brokers[&2].fenced && rebuilt.brokers[&1].fenced);
         assert_eq!(rebuilt.next_producer_id_block, 2000);
         assert_eq!(rebuilt.to_records(), image.to_records());
     }

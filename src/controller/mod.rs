@@ -6,21 +6,23 @@
 //! Today the quorum is this one node and the metadata log is a local file; the replicated quorum (openraft)
 //! replaces [`MetadataLog`] without changing the planning functions or the image.
 
+pub mod cluster;
+pub mod commands;
 pub mod image;
+pub mod placement;
 pub mod quorum;
 pub mod records;
+pub mod runtime;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
 
 use uuid::Uuid;
 
 use crate::config::{self, BrokerConfig, ConfigError};
 pub use image::{MetadataImage, PartitionImage, TopicImage};
 pub use records::{ConfigResource, MetadataRecord};
+pub use runtime::Controller;
 
 /// Producer ids are handed out in blocks; each block costs one metadata record.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
@@ -61,6 +63,29 @@ pub enum ControllerError {
     InvalidRequest(String),
     #[error("metadata log: {0}")]
     Io(#[from] std::io::Error),
+    /// No controller could be reached (no quorum leader, or it did not answer in time). Clients retry.
+    #[error("no active controller: {0}")]
+    NotController(String),
+    /// An error the active controller returned for a forwarded command: its Kafka code and message.
+    #[error("{message}")]
+    Remote { code: i16, message: String },
+    #[error("AlterPartition refused: {0}")]
+    AlterPartition(#[from] cluster::AlterPartitionError),
+    /// A heartbeat from a process the controller no longer knows (it must register again).
+    #[error("broker {0} is registered with another incarnation")]
+    StaleBrokerEpoch(i32),
+    #[error("the preferred leader is already the leader")]
+    ElectionNotNeeded,
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+}
+
+impl ControllerError {
+    /// A create that lost a race with another creator of the same topic, locally or at the controller.
+    pub fn is_topic_exists(&self) -> bool {
+        use crate::protocol::errors::KafkaCode;
+        matches!(self, ControllerError::TopicExists(_)) || matches!(self, ControllerError::Remote { .. } if self.error_code() == 36)
+    }
 }
 
 /// Checks a topic name as Kafka does: 1..=249 of [a-zA-Z0-9._-], not "." or "..".
@@ -82,16 +107,18 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
 }
 
 /// What CreateTopics asks for, after defaults are filled in.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewTopic {
     pub name: String,
     pub num_partitions: i32,
     pub replication_factor: i32,
     pub configs: BTreeMap<String, String>,
+    /// Manual replica lists for partitions 0..n (already checked for shape), instead of placement.
+    pub assignments: Option<Vec<Vec<i32>>>,
 }
 
 /// Plans the records that create a topic.
-pub fn plan_create_topic(image: &MetadataImage, node_id: i32, topic: &NewTopic) -> Result<Vec<MetadataRecord>, ControllerError> {
+pub fn plan_create_topic(image: &MetadataImage, topic: &NewTopic) -> Result<Vec<MetadataRecord>, ControllerError> {
     validate_topic_name(&topic.name)?;
     if topic.name == CLUSTER_METADATA_TOPIC {
         // Its partition directory would be the metadata log's own directory.
@@ -112,18 +139,24 @@ pub fn plan_create_topic(image: &MetadataImage, node_id: i32, topic: &NewTopic) 
             topic.num_partitions
         )));
     }
-    if topic.replication_factor != 1 {
-        return Err(ControllerError::InvalidReplicationFactor {
-            factor: topic.replication_factor,
-            reason: "larger than the 1 available broker".into(),
-        });
-    }
     for (name, value) in &topic.configs {
         config::validate_topic_config(name, value)?;
     }
     let topic_id = Uuid::new_v4();
+    let assignments = match &topic.assignments {
+        Some(assignments) => {
+            for replicas in assignments {
+                check_replica_list(image, replicas)?;
+            }
+            assignments.clone()
+        }
+        None => {
+            let (start, shift) = spread_seed(&topic_id);
+            placement::assign_replicas(image, 0, topic.num_partitions, topic.replication_factor, start, shift)?
+        }
+    };
     let mut records = vec![MetadataRecord::Topic { name: topic.name.clone(), topic_id }];
-    records.extend((0..topic.num_partitions).map(|partition| new_partition(topic_id, partition, node_id)));
+    records.extend(assignments.into_iter().enumerate().map(|(partition, replicas)| new_partition(image, topic_id, partition as i32, replicas)));
     records.extend(topic.configs.iter().map(|(name, value)| MetadataRecord::Config {
         resource: ConfigResource::Topic(topic.name.clone()),
         name: name.clone(),
@@ -132,19 +165,27 @@ pub fn plan_create_topic(image: &MetadataImage, node_id: i32, topic: &NewTopic) 
     Ok(records)
 }
 
-fn new_partition(topic_id: Uuid, partition: i32, node_id: i32) -> MetadataRecord {
-    MetadataRecord::Partition { topic_id, partition, replicas: vec![node_id], isr: vec![node_id], leader: node_id, leader_epoch: 0 }
+/// Where placement starts for a topic: Kafka picks at random; the fresh topic id is random already.
+fn spread_seed(topic_id: &Uuid) -> (usize, usize) {
+    let bytes = topic_id.as_bytes();
+    (bytes[0] as usize, bytes[1] as usize)
+}
+
+/// A new partition: every replica in sync (the log is empty), led by the first live replica.
+fn new_partition(image: &MetadataImage, topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> MetadataRecord {
+    let leader = replicas.iter().copied().find(|&b| image.is_live(b)).unwrap_or(-1);
+    MetadataRecord::Partition { topic_id, partition, isr: replicas.clone(), replicas, leader, leader_epoch: 0, partition_epoch: 0 }
 }
 
 /// Plans CreatePartitions: grow `name` to `total` partitions.
-pub fn plan_create_partitions(image: &MetadataImage, node_id: i32, name: &str, total: i32) -> Result<Vec<MetadataRecord>, ControllerError> {
-    plan_create_partitions_with_assignments(image, node_id, name, total, None)
+pub fn plan_create_partitions(image: &MetadataImage, name: &str, total: i32) -> Result<Vec<MetadataRecord>, ControllerError> {
+    plan_create_partitions_with_assignments(image, name, total, None)
 }
 
-/// Plans CreatePartitions with optional manual assignments, one replica list per new partition.
+/// Plans CreatePartitions with optional manual assignments, one replica list per new partition. New
+/// partitions get the replication factor of partition 0.
 pub fn plan_create_partitions_with_assignments(
     image: &MetadataImage,
-    node_id: i32,
     name: &str,
     total: i32,
     assignments: Option<&[Vec<i32>]>,
@@ -164,54 +205,64 @@ pub fn plan_create_partitions_with_assignments(
             "Invalid partition count {total}: a topic has at most {MAX_PARTITIONS_PER_TOPIC} partitions."
         )));
     }
-    if let Some(assignments) = assignments {
-        let additional = (total - current) as usize;
-        if assignments.len() != additional {
-            return Err(ControllerError::InvalidReplicaAssignment(format!(
-                "Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.",
-                assignments.len()
-            )));
+    let additional = (total - current) as usize;
+    let replica_lists = match assignments {
+        Some(assignments) => {
+            if assignments.len() != additional {
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.",
+                    assignments.len()
+                )));
+            }
+            for replicas in assignments {
+                check_replica_list(image, replicas)?;
+            }
+            assignments.to_vec()
         }
-        for replicas in assignments {
-            check_replica_list(node_id, replicas)?;
+        None => {
+            let factor = topic.partitions.first().map(|p| p.replicas.len() as i32).unwrap_or(1);
+            let (start, shift) = spread_seed(&topic.topic_id);
+            placement::assign_replicas(image, current, total - current, factor, start, shift)?
         }
-    }
-    Ok((current..total).map(|p| new_partition(topic.topic_id, p, node_id)).collect())
+    };
+    Ok(replica_lists.into_iter().zip(current..total).map(|(replicas, p)| new_partition(image, topic.topic_id, p, replicas)).collect())
 }
 
-/// Checks one manually assigned replica list. With a single broker the only valid list is [this node].
-pub fn check_replica_list(node_id: i32, replicas: &[i32]) -> Result<(), ControllerError> {
+/// Checks one manually assigned replica list: not empty, registered brokers, each once.
+pub fn check_replica_list(image: &MetadataImage, replicas: &[i32]) -> Result<(), ControllerError> {
     let invalid = |reason: String| Err(ControllerError::InvalidReplicaAssignment(reason));
     if replicas.is_empty() {
         return invalid("The manual partition assignment includes an empty replica list.".into());
     }
-    if let Some(unknown) = replicas.iter().find(|&&broker| broker != node_id) {
+    if let Some(unknown) = replicas.iter().find(|&&broker| image.broker(broker).is_none()) {
         return invalid(format!("The manual partition assignment includes broker {unknown}, but no such broker is registered."));
     }
-    if replicas.len() > 1 {
-        return invalid(format!("The manual partition assignment includes the broker {node_id} more than once."));
+    for (i, broker) in replicas.iter().enumerate() {
+        if replicas[..i].contains(broker) {
+            return invalid(format!("The manual partition assignment includes the broker {broker} more than once."));
+        }
     }
     Ok(())
 }
 
 /// Checks CreateTopics' manual assignments, given as (partition index, replicas): every index once, the indexes
-/// 0..n, every replica list valid. Returns the partition count n.
-pub fn check_manual_assignment(node_id: i32, assignments: &[(i32, Vec<i32>)]) -> Result<i32, ControllerError> {
-    let mut seen = std::collections::BTreeSet::new();
+/// 0..n, every replica list valid. Returns the replica lists in partition order.
+pub fn check_manual_assignment(image: &MetadataImage, assignments: &[(i32, Vec<i32>)]) -> Result<Vec<Vec<i32>>, ControllerError> {
+    let mut by_partition = BTreeMap::new();
     for (partition, replicas) in assignments {
-        if !seen.insert(*partition) {
+        if by_partition.insert(*partition, replicas.clone()).is_some() {
             return Err(ControllerError::InvalidReplicaAssignment(format!(
                 "Found multiple manual partition assignments for partition {partition}"
             )));
         }
-        check_replica_list(node_id, replicas)?;
+        check_replica_list(image, replicas)?;
     }
-    // `seen` is sorted and duplicate-free, so the indexes are 0..n exactly when the last one is n - 1.
-    let count = seen.len() as i32;
-    if seen.first().is_some_and(|&first| first != 0) || seen.last().is_some_and(|&last| last != count - 1) {
+    // The map is sorted and duplicate-free, so the indexes are 0..n exactly when the last one is n - 1.
+    let count = by_partition.len() as i32;
+    if by_partition.keys().next().is_some_and(|&first| first != 0) || by_partition.keys().last().is_some_and(|&last| last != count - 1) {
         return Err(ControllerError::InvalidReplicaAssignment("partitions should be a consecutive 0-based integer sequence".into()));
     }
-    Ok(count)
+    Ok(by_partition.into_values().collect())
 }
 
 /// Kafka treats '.' and '_' as the same character in metric names, so two topics may not differ only in
@@ -352,137 +403,42 @@ pub fn plan_delete_topic(image: &MetadataImage, topic: &TopicRef) -> Result<Vec<
     Ok(vec![MetadataRecord::RemoveTopic { topic_id: topic.topic_id }])
 }
 
-/// The append-only metadata log: frames of [length u32][crc32c u32][record]. A torn tail (a crash in the
-/// middle of an append) is cut off on open; everything before it was fsynced before it was acknowledged.
-struct MetadataLog {
-    file: File,
-    fsync: bool,
-}
-
-impl MetadataLog {
-    fn open(dir: &Path, fsync: bool) -> Result<(MetadataLog, Vec<MetadataRecord>), ControllerError> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join("metadata.log");
-        let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let (records, valid_len) = Self::replay(&bytes);
-        if valid_len < bytes.len() {
-            tracing::warn!(path = %path.display(), valid_len, file_len = bytes.len(), "truncating torn tail of the metadata log");
-            file.set_len(valid_len as u64)?;
-            file.sync_all()?;
+/// Reads the records of a single-node metadata log written before the replicated quorum existed
+/// (`metadata.log`: frames of [length u32][crc32c u32][record]), stopping at a torn or corrupt tail. The
+/// controller proposes them once into an empty quorum so an old data directory keeps its topics.
+pub fn read_legacy_metadata_log(dir: &Path) -> std::io::Result<Vec<MetadataRecord>> {
+    let bytes = match std::fs::read(dir.join(LEGACY_METADATA_LOG)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut records = Vec::new();
+    let mut position = 0;
+    while bytes.len() - position >= 8 {
+        let header = &bytes[position..position + 8];
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        if len > MAX_RECORD_BYTES || bytes.len() - position - 8 < len {
+            break;
         }
-        Ok((MetadataLog { file, fsync }, records))
-    }
-
-    /// Decodes frames until the end or the first bad one; returns the records and the length that is good.
-    fn replay(bytes: &[u8]) -> (Vec<MetadataRecord>, usize) {
-        let mut records = Vec::new();
-        let mut position = 0;
-        while bytes.len() - position >= 8 {
-            let header = &bytes[position..position + 8];
-            let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-            let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-            if len > MAX_RECORD_BYTES || bytes.len() - position - 8 < len {
+        let payload = &bytes[position + 8..position + 8 + len];
+        if crc32c::crc32c(payload) != crc {
+            break;
+        }
+        match MetadataRecord::decode(payload) {
+            Ok(record) => records.push(record),
+            Err(e) => {
+                tracing::warn!(error = %e, position, "stopping the legacy metadata replay at an undecodable record");
                 break;
             }
-            let payload = &bytes[position + 8..position + 8 + len];
-            if crc32c::crc32c(payload) != crc {
-                break;
-            }
-            match MetadataRecord::decode(payload) {
-                Ok(record) => records.push(record),
-                Err(e) => {
-                    tracing::warn!(error = %e, position, "stopping metadata replay at an undecodable record");
-                    break;
-                }
-            }
-            position += 8 + len;
         }
-        (records, position)
+        position += 8 + len;
     }
-
-    fn append(&mut self, records: &[MetadataRecord]) -> Result<(), ControllerError> {
-        let mut frames = Vec::new();
-        for record in records {
-            let payload = record.encode();
-            frames.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-            frames.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-            frames.extend_from_slice(&payload);
-        }
-        self.file.write_all(&frames)?;
-        if self.fsync {
-            self.file.sync_data()?;
-        }
-        Ok(())
-    }
+    Ok(records)
 }
 
-/// The controller of a quorum of one.
-pub struct Controller {
-    node_id: i32,
-    image: RwLock<Arc<MetadataImage>>,
-    log: Mutex<MetadataLog>,
-    /// The producer-id block this broker hands out from: [next, end).
-    producer_ids: Mutex<(i64, i64)>,
-}
-
-impl Controller {
-    /// Opens the metadata log under `data_dir` and replays it into the image.
-    pub fn open(data_dir: &Path, node_id: i32, fsync: bool) -> Result<Controller, ControllerError> {
-        let (log, records) = MetadataLog::open(&metadata_dir(data_dir), fsync)?;
-        let mut image = MetadataImage::default();
-        records.iter().for_each(|r| image.apply(r));
-        Ok(Controller { node_id, image: RwLock::new(Arc::new(image)), log: Mutex::new(log), producer_ids: Mutex::new((0, 0)) })
-    }
-
-    pub fn node_id(&self) -> i32 {
-        self.node_id
-    }
-
-    /// The current image; cheap (an `Arc` clone).
-    pub fn image(&self) -> Arc<MetadataImage> {
-        self.image.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Plans with `plan` against the current image and commits the records it returns, all under the log
-    /// lock so plans never race. Returns the records committed and the new image.
-    pub fn commit<F>(&self, plan: F) -> Result<(Vec<MetadataRecord>, Arc<MetadataImage>), ControllerError>
-    where
-        F: FnOnce(&MetadataImage) -> Result<Vec<MetadataRecord>, ControllerError>,
-    {
-        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.image();
-        let records = plan(&current)?;
-        if records.is_empty() {
-            return Ok((records, current));
-        }
-        log.append(&records)?;
-        let mut next = (*current).clone();
-        records.iter().for_each(|r| next.apply(r));
-        let next = Arc::new(next);
-        *self.image.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
-        Ok((records, next))
-    }
-
-    /// Hands out a producer id, committing a new block when the current one is used up.
-    pub fn allocate_producer_id(&self) -> Result<i64, ControllerError> {
-        let mut block = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
-        if block.0 >= block.1 {
-            let node_id = self.node_id;
-            let (_, image) = self.commit(|image| {
-                Ok(vec![MetadataRecord::ProducerIds {
-                    broker: node_id,
-                    next_block_start: image.next_producer_id_block + PRODUCER_ID_BLOCK_SIZE,
-                }])
-            })?;
-            *block = (image.next_producer_id_block - PRODUCER_ID_BLOCK_SIZE, image.next_producer_id_block);
-        }
-        let id = block.0;
-        block.0 += 1;
-        Ok(id)
-    }
-}
+/// The single-node metadata log's file name (renamed once migrated).
+pub const LEGACY_METADATA_LOG: &str = "metadata.log";
 
 pub fn metadata_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("__cluster_metadata-0")
@@ -493,7 +449,7 @@ mod tests {
     use super::*;
 
     fn new_topic(name: &str, partitions: i32) -> NewTopic {
-        NewTopic { name: name.into(), num_partitions: partitions, replication_factor: 1, configs: BTreeMap::new() }
+        NewTopic { name: name.into(), num_partitions: partitions, replication_factor: 1, configs: BTreeMap::new(), assignments: None }
     }
 
     #[test]
@@ -508,46 +464,48 @@ mod tests {
     fn create_topic_plans_topic_partitions_and_configs() {
         let mut topic = new_topic("t", 3);
         topic.configs.insert("retention.ms".into(), "100".into());
-        let records = plan_create_topic(&MetadataImage::default(), 1, &topic).unwrap();
+        let mut image = image_with(&[]);
+        let records = plan_create_topic(&image, &topic).unwrap();
         assert_eq!(records.len(), 1 + 3 + 1);
-        let mut image = MetadataImage::default();
         records.iter().for_each(|r| image.apply(r));
         let t = image.topic("t").unwrap();
         assert_eq!(t.partitions.len(), 3);
         assert_eq!(t.partitions[2].leader, 1);
         assert_eq!(t.configs.get("retention.ms").map(String::as_str), Some("100"));
-        assert!(matches!(plan_create_topic(&image, 1, &topic), Err(ControllerError::TopicExists(_))));
-        assert!(matches!(plan_create_topic(&image, 1, &new_topic("u", 0)), Err(ControllerError::InvalidPartitions(_))));
+        assert!(matches!(plan_create_topic(&image, &topic), Err(ControllerError::TopicExists(_))));
+        assert!(matches!(plan_create_topic(&image, &new_topic("u", 0)), Err(ControllerError::InvalidPartitions(_))));
         let mut bad_config = new_topic("v", 1);
         bad_config.configs.insert("retention.ms".into(), "soon".into());
-        assert!(matches!(plan_create_topic(&image, 1, &bad_config), Err(ControllerError::InvalidConfig(_))));
+        assert!(matches!(plan_create_topic(&image, &bad_config), Err(ControllerError::InvalidConfig(_))));
     }
 
     #[test]
-    fn metadata_survives_reopen_and_a_torn_tail() {
+    fn a_legacy_metadata_log_is_read_up_to_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let controller = Controller::open(dir.path(), 1, true).unwrap();
-            controller.commit(|image| plan_create_topic(image, 1, &new_topic("kept", 2))).unwrap();
-            assert_eq!(controller.allocate_producer_id().unwrap(), 0);
-            assert_eq!(controller.allocate_producer_id().unwrap(), 1);
+        let records = [
+            MetadataRecord::Topic { name: "kept".into(), topic_id: Uuid::from_u128(1) },
+            MetadataRecord::ProducerIds { broker: 1, next_block_start: 1000 },
+        ];
+        let mut bytes = Vec::new();
+        for record in &records {
+            let payload = record.encode();
+            bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+            bytes.extend_from_slice(&payload);
         }
-        let log_path = metadata_dir(dir.path()).join("metadata.log");
-        let mut file = OpenOptions::new().append(true).open(&log_path).unwrap();
-        file.write_all(&[0, 0, 0, 50, 1, 2]).unwrap();
-        drop(file);
-        let controller = Controller::open(dir.path(), 1, true).unwrap();
-        assert_eq!(controller.image().topic("kept").unwrap().partitions.len(), 2);
-        // A restarted broker takes a fresh block, never reusing ids handed out before.
-        assert_eq!(controller.allocate_producer_id().unwrap(), PRODUCER_ID_BLOCK_SIZE);
-        controller.commit(|image| plan_create_partitions(image, 1, "kept", 4)).unwrap();
-        assert_eq!(controller.image().topic("kept").unwrap().partitions.len(), 4);
+        bytes.extend_from_slice(&[0, 0, 0, 50, 1, 2]);
+        std::fs::write(dir.path().join(LEGACY_METADATA_LOG), &bytes).unwrap();
+        assert_eq!(read_legacy_metadata_log(dir.path()).unwrap(), records);
+        assert!(read_legacy_metadata_log(&dir.path().join("none")).unwrap().is_empty());
     }
 
+    /// An image with broker 1 registered and live, and the given topics.
     fn image_with(topics: &[(&str, i32)]) -> MetadataImage {
         let mut image = MetadataImage::default();
+        image.apply(&MetadataRecord::RegisterBroker { broker: 1, incarnation: Uuid::nil(), host: "h".into(), port: 9092, rack: None });
+        image.apply(&MetadataRecord::BrokerFencing { broker: 1, fenced: false });
         for (name, partitions) in topics {
-            let records = plan_create_topic(&image, 1, &new_topic(name, *partitions)).unwrap();
+            let records = plan_create_topic(&image, &new_topic(name, *partitions)).unwrap();
             records.iter().for_each(|r| image.apply(r));
         }
         image
@@ -556,11 +514,11 @@ mod tests {
     #[test]
     fn the_metadata_topic_and_colliding_names_cannot_be_created() {
         let image = image_with(&[("a.b", 1)]);
-        let reserved = plan_create_topic(&image, 1, &new_topic(CLUSTER_METADATA_TOPIC, 1));
+        let reserved = plan_create_topic(&image, &new_topic(CLUSTER_METADATA_TOPIC, 1));
         assert!(matches!(reserved, Err(ControllerError::InvalidRequest(_))));
-        assert!(matches!(plan_create_topic(&image, 1, &new_topic("a_b", 1)), Err(ControllerError::InvalidTopic { .. })));
-        assert!(matches!(plan_create_topic(&image, 1, &new_topic("a.b", 1)), Err(ControllerError::TopicExists(_))));
-        assert!(plan_create_topic(&image, 1, &new_topic("a-b", 1)).is_ok());
+        assert!(matches!(plan_create_topic(&image, &new_topic("a_b", 1)), Err(ControllerError::InvalidTopic { .. })));
+        assert!(matches!(plan_create_topic(&image, &new_topic("a.b", 1)), Err(ControllerError::TopicExists(_))));
+        assert!(plan_create_topic(&image, &new_topic("a-b", 1)).is_ok());
         assert_eq!(colliding_topic(&image, "a_b"), Some("a.b"));
         assert_eq!(colliding_topic(&image, "ab"), None);
     }
@@ -568,27 +526,28 @@ mod tests {
     #[test]
     fn create_partitions_checks_count_and_assignments() {
         let image = image_with(&[("t", 2)]);
-        let same = plan_create_partitions(&image, 1, "t", 2).unwrap_err();
+        let same = plan_create_partitions(&image, "t", 2).unwrap_err();
         assert_eq!(same.to_string(), "Topic already has 2 partition(s).");
-        let fewer = plan_create_partitions(&image, 1, "t", 1).unwrap_err();
+        let fewer = plan_create_partitions(&image, "t", 1).unwrap_err();
         assert_eq!(fewer.to_string(), "The topic t currently has 2 partition(s); 1 would not be an increase.");
-        assert!(matches!(plan_create_partitions(&image, 1, "u", 3), Err(ControllerError::UnknownTopic(_))));
-        assert!(matches!(plan_create_partitions(&image, 1, "t", MAX_PARTITIONS_PER_TOPIC + 1), Err(ControllerError::InvalidPartitions(_))));
+        assert!(matches!(plan_create_partitions(&image, "u", 3), Err(ControllerError::UnknownTopic(_))));
+        assert!(matches!(plan_create_partitions(&image, "t", MAX_PARTITIONS_PER_TOPIC + 1), Err(ControllerError::InvalidPartitions(_))));
 
         let two = [vec![1], vec![1]];
-        assert_eq!(plan_create_partitions_with_assignments(&image, 1, "t", 4, Some(&two)).unwrap().len(), 2);
-        let too_few = plan_create_partitions_with_assignments(&image, 1, "t", 5, Some(&two)).unwrap_err();
+        assert_eq!(plan_create_partitions_with_assignments(&image, "t", 4, Some(&two)).unwrap().len(), 2);
+        let too_few = plan_create_partitions_with_assignments(&image, "t", 5, Some(&two)).unwrap_err();
         assert_eq!(too_few.to_string(), "Attempted to add 3 additional partition(s), but only 2 assignment(s) were specified.");
         for bad in [vec![], vec![2], vec![1, 1]] {
             let assignments = [vec![1], bad.clone()];
-            let result = plan_create_partitions_with_assignments(&image, 1, "t", 4, Some(&assignments));
+            let result = plan_create_partitions_with_assignments(&image, "t", 4, Some(&assignments));
             assert!(matches!(result, Err(ControllerError::InvalidReplicaAssignment(_))), "{bad:?}");
         }
     }
 
     #[test]
-    fn manual_assignments_must_be_this_node_and_partitions_zero_to_n() {
-        assert_eq!(check_manual_assignment(1, &[(1, vec![1]), (0, vec![1])]).unwrap(), 2);
+    fn manual_assignments_must_name_registered_brokers_once_and_partitions_zero_to_n() {
+        let image = image_with(&[]);
+        assert_eq!(check_manual_assignment(&image, &[(1, vec![1]), (0, vec![1])]).unwrap(), vec![vec![1], vec![1]]);
         let cases: [&[(i32, Vec<i32>)]; 5] = [
             &[(0, vec![1]), (0, vec![1])],
             &[(0, vec![1]), (2, vec![1])],
@@ -597,9 +556,9 @@ mod tests {
             &[(0, vec![])],
         ];
         for case in cases {
-            assert!(matches!(check_manual_assignment(1, case), Err(ControllerError::InvalidReplicaAssignment(_))), "{case:?}");
+            assert!(matches!(check_manual_assignment(&image, case), Err(ControllerError::InvalidReplicaAssignment(_))), "{case:?}");
         }
-        assert!(matches!(check_manual_assignment(1, &[(-1, vec![1])]), Err(ControllerError::InvalidReplicaAssignment(_))));
+        assert!(matches!(check_manual_assignment(&image, &[(-1, vec![1])]), Err(ControllerError::InvalidReplicaAssignment(_))));
     }
 
     #[test]
@@ -608,7 +567,7 @@ mod tests {
         let mut topic = new_topic("t", 1);
         topic.configs.insert("retention.ms".into(), "100".into());
         topic.configs.insert("segment.bytes".into(), "2048".into());
-        plan_create_topic(&image, 1, &topic).unwrap().iter().for_each(|r| image.apply(r));
+        plan_create_topic(&image, &topic).unwrap().iter().for_each(|r| image.apply(r));
 
         let replace = [ConfigChange::Set("retention.ms".into(), "200".into())];
         let mut replaced = image.clone();
@@ -653,7 +612,7 @@ mod tests {
         let mut image = image_with(&[]);
         let mut topic = new_topic("t", 1);
         topic.configs.insert("retention.ms".into(), "100".into());
-        plan_create_topic(&image, 1, &topic).unwrap().iter().for_each(|r| image.apply(r));
+        plan_create_topic(&image, &topic).unwrap().iter().for_each(|r| image.apply(r));
 
         let changes = [
             IncrementalChange::Delete("retention.ms".into()),
@@ -680,7 +639,7 @@ mod tests {
         assert!(image.topic("t").is_none() && image.topic_by_id(&id).is_none());
         assert!(image.topic("u").is_some());
         // The name is free again, under a new id.
-        let recreate = plan_create_topic(&image, 1, &new_topic("t", 1)).unwrap();
+        let recreate = plan_create_topic(&image, &new_topic("t", 1)).unwrap();
         recreate.iter().for_each(|r| image.apply(r));
         assert_ne!(image.topic("t").unwrap().topic_id, id);
         assert!(plan_delete_topic(&image, &TopicRef::Name("u".into())).is_ok());

@@ -14,12 +14,21 @@ pub enum ConfigResource {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MetadataRecord {
     Topic { name: String, topic_id: Uuid },
-    Partition { topic_id: Uuid, partition: i32, replicas: Vec<i32>, isr: Vec<i32>, leader: i32, leader_epoch: i32 },
+    /// A partition's placement and leadership. `leader` is -1 while no in-sync replica is alive (offline);
+    /// `partition_epoch` grows with every change, so a stale ISR change from a leader can be refused.
+    Partition { topic_id: Uuid, partition: i32, replicas: Vec<i32>, isr: Vec<i32>, leader: i32, leader_epoch: i32, partition_epoch: i32 },
     /// `value: None` removes the override.
     Config { resource: ConfigResource, name: String, value: Option<String> },
     RemoveTopic { topic_id: Uuid },
     /// Producer ids below `next_block_start` are handed out; a broker owns [start, next_block_start).
     ProducerIds { broker: i32, next_block_start: i64 },
+    /// A broker (re)registers: its client address and rack. `incarnation` is new on every process start, so a
+    /// heartbeat from an older process of the same node is told apart. A registered broker starts fenced.
+    RegisterBroker { broker: i32, incarnation: Uuid, host: String, port: i32, rack: Option<String> },
+    /// A fenced broker leads nothing and is not in any ISR it could leave; it is unfenced by its heartbeats.
+    BrokerFencing { broker: i32, fenced: bool },
+    /// The cluster's id, written once by the first controller leader.
+    ClusterId { id: String },
 }
 
 #[derive(thiserror::Error, Debug, PartialEq, Eq)]
@@ -31,6 +40,11 @@ const TAG_PARTITION: u8 = 2;
 const TAG_CONFIG: u8 = 3;
 const TAG_REMOVE_TOPIC: u8 = 4;
 const TAG_PRODUCER_IDS: u8 = 5;
+/// The partition record with its partition epoch (tag 2 is the single-node layout without it).
+const TAG_PARTITION_WITH_EPOCH: u8 = 6;
+const TAG_REGISTER_BROKER: u8 = 7;
+const TAG_BROKER_FENCING: u8 = 8;
+const TAG_CLUSTER_ID: u8 = 9;
 const RESOURCE_TOPIC: u8 = 2;
 const RESOURCE_BROKER: u8 = 4;
 
@@ -53,14 +67,15 @@ impl MetadataRecord {
                 put_string(&mut out, name);
                 out.put_slice(topic_id.as_bytes());
             }
-            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch } => {
-                out.put_u8(TAG_PARTITION);
+            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch } => {
+                out.put_u8(TAG_PARTITION_WITH_EPOCH);
                 out.put_slice(topic_id.as_bytes());
                 out.put_i32(*partition);
                 put_i32s(&mut out, replicas);
                 put_i32s(&mut out, isr);
                 out.put_i32(*leader);
                 out.put_i32(*leader_epoch);
+                out.put_i32(*partition_epoch);
             }
             MetadataRecord::Config { resource, name, value } => {
                 out.put_u8(TAG_CONFIG);
@@ -92,6 +107,29 @@ impl MetadataRecord {
                 out.put_i32(*broker);
                 out.put_i64(*next_block_start);
             }
+            MetadataRecord::RegisterBroker { broker, incarnation, host, port, rack } => {
+                out.put_u8(TAG_REGISTER_BROKER);
+                out.put_i32(*broker);
+                out.put_slice(incarnation.as_bytes());
+                put_string(&mut out, host);
+                out.put_i32(*port);
+                match rack {
+                    Some(rack) => {
+                        out.put_u8(1);
+                        put_string(&mut out, rack);
+                    }
+                    None => out.put_u8(0),
+                }
+            }
+            MetadataRecord::BrokerFencing { broker, fenced } => {
+                out.put_u8(TAG_BROKER_FENCING);
+                out.put_i32(*broker);
+                out.put_u8(u8::from(*fenced));
+            }
+            MetadataRecord::ClusterId { id } => {
+                out.put_u8(TAG_CLUSTER_ID);
+                put_string(&mut out, id);
+            }
         }
         out
     }
@@ -99,13 +137,14 @@ impl MetadataRecord {
     pub fn decode(mut buf: &[u8]) -> Result<MetadataRecord, RecordDecodeError> {
         let record = match get_u8(&mut buf)? {
             TAG_TOPIC => MetadataRecord::Topic { name: get_string(&mut buf)?, topic_id: get_uuid(&mut buf)? },
-            TAG_PARTITION => MetadataRecord::Partition {
+            tag @ (TAG_PARTITION | TAG_PARTITION_WITH_EPOCH) => MetadataRecord::Partition {
                 topic_id: get_uuid(&mut buf)?,
                 partition: get_i32(&mut buf)?,
                 replicas: get_i32s(&mut buf)?,
                 isr: get_i32s(&mut buf)?,
                 leader: get_i32(&mut buf)?,
                 leader_epoch: get_i32(&mut buf)?,
+                partition_epoch: if tag == TAG_PARTITION_WITH_EPOCH { get_i32(&mut buf)? } else { 0 },
             },
             TAG_CONFIG => {
                 let resource = match get_u8(&mut buf)? {
@@ -122,6 +161,18 @@ impl MetadataRecord {
             }
             TAG_REMOVE_TOPIC => MetadataRecord::RemoveTopic { topic_id: get_uuid(&mut buf)? },
             TAG_PRODUCER_IDS => MetadataRecord::ProducerIds { broker: get_i32(&mut buf)?, next_block_start: get_i64(&mut buf)? },
+            TAG_REGISTER_BROKER => MetadataRecord::RegisterBroker {
+                broker: get_i32(&mut buf)?,
+                incarnation: get_uuid(&mut buf)?,
+                host: get_string(&mut buf)?,
+                port: get_i32(&mut buf)?,
+                rack: match get_u8(&mut buf)? {
+                    0 => None,
+                    _ => Some(get_string(&mut buf)?),
+                },
+            },
+            TAG_BROKER_FENCING => MetadataRecord::BrokerFencing { broker: get_i32(&mut buf)?, fenced: get_u8(&mut buf)? != 0 },
+            TAG_CLUSTER_ID => MetadataRecord::ClusterId { id: get_string(&mut buf)? },
             other => return Err(RecordDecodeError(format!("unknown record tag {other}"))),
         };
         if !buf.is_empty() {
@@ -185,7 +236,11 @@ mod tests {
         let id = Uuid::from_u128(0x1234);
         let records = [
             MetadataRecord::Topic { name: "orders".into(), topic_id: id },
-            MetadataRecord::Partition { topic_id: id, partition: 3, replicas: vec![1, 2], isr: vec![1], leader: 1, leader_epoch: 4 },
+            MetadataRecord::Partition { topic_id: id, partition: 3, replicas: vec![1, 2], isr: vec![1], leader: 1, leader_epoch: 4, partition_epoch: 7 },
+            MetadataRecord::RegisterBroker { broker: 2, incarnation: id, host: "h".into(), port: 9093, rack: Some("r1".into()) },
+            MetadataRecord::RegisterBroker { broker: 3, incarnation: id, host: "h".into(), port: 9094, rack: None },
+            MetadataRecord::BrokerFencing { broker: 2, fenced: true },
+            MetadataRecord::ClusterId { id: "abc".into() },
             MetadataRecord::Config { resource: ConfigResource::Topic("orders".into()), name: "retention.ms".into(), value: Some("5".into()) },
             MetadataRecord::Config { resource: ConfigResource::Broker(1), name: "x".into(), value: None },
             MetadataRecord::RemoveTopic { topic_id: id },

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Effect, GroupConfig, GroupRecord, GroupShard, Reply, RequestId, TimerKey, Topics};
 use crate::broker::{now_ms, Broker};
 use crate::config::BrokerConfig;
-use crate::controller::{ControllerError, NewTopic};
+use crate::controller::NewTopic;
 use crate::log::batch::{self, BatchBuilder, NewRecord};
 use crate::partition::{Isolation, Partition, PartitionError};
 
@@ -95,25 +95,27 @@ impl GroupCoordinator {
     }
 
     /// Partitions of `__consumer_offsets`, creating it if needed.
-    pub fn ensure_topic(&self, broker: &Arc<Broker>) -> Result<i32, CoordinatorError> {
+    pub async fn ensure_topic(&self, broker: &Arc<Broker>) -> Result<i32, CoordinatorError> {
         if let Some(topic) = broker.image().topic(OFFSETS_TOPIC) {
             return Ok(topic.partitions.len() as i32);
         }
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), broker.config.get("offsets.topic.segment.bytes").to_string());
-        // A single-node cluster has one broker: Kafka would refuse to create the topic with more replicas
-        // than brokers; we cap at what the cluster has.
-        let replication_factor = broker.config.get_i32("offsets.topic.replication.factor").min(1);
+        // Kafka refuses to create the topic with more replicas than live brokers (and groups stay unavailable);
+        // we cap at what the cluster has, so a single node (and a small cluster) serves groups at once.
+        let live_brokers = broker.image().live_brokers().count().max(1) as i32;
+        let replication_factor = broker.config.get_i32("offsets.topic.replication.factor").min(live_brokers);
         let topic = NewTopic {
             name: OFFSETS_TOPIC.to_string(),
             num_partitions: broker.config.get_i32("offsets.topic.num.partitions"),
             replication_factor,
             configs,
+            assignments: None,
         };
-        match broker.create_topic(&topic, false) {
-            Ok(()) => tracing::info!(partitions = topic.num_partitions, "created {OFFSETS_TOPIC}"),
-            Err(ControllerError::TopicExists(_)) => {}
+        match broker.create_topic(&topic, false).await {
+            Ok(()) => tracing::info!(partitions = topic.num_partitions, replication_factor, "created {OFFSETS_TOPIC}"),
+            Err(e) if e.is_topic_exists() => {}
             Err(e) => {
                 tracing::warn!(error = %e, "creating {OFFSETS_TOPIC} failed");
                 return Err(CoordinatorError::NotAvailable);
@@ -123,8 +125,8 @@ impl GroupCoordinator {
     }
 
     /// Creates the topic if needed and starts (loading) every shard this broker leads.
-    pub fn start(&self, broker: &Arc<Broker>) -> Result<i32, CoordinatorError> {
-        let partitions = self.ensure_topic(broker)?;
+    pub async fn start(&self, broker: &Arc<Broker>) -> Result<i32, CoordinatorError> {
+        let partitions = self.ensure_topic(broker).await?;
         for index in 0..partitions {
             // A partition led elsewhere is simply not started here.
             let _ = self.shard(broker, index);
@@ -133,15 +135,22 @@ impl GroupCoordinator {
     }
 
     /// Starts the shards when `__consumer_offsets` already exists (at broker start), so loading begins at once.
-    pub fn start_if_present(&self, broker: &Arc<Broker>) {
+    pub async fn start_if_present(&self, broker: &Arc<Broker>) {
         if broker.image().topic(OFFSETS_TOPIC).is_some() {
-            let _ = self.start(broker);
+            let _ = self.start(broker).await;
         }
     }
 
+    /// Stops the shards of partitions this broker no longer leads (their state moves with the leadership;
+    /// the new leader loads it from the log). A shard task ends once its last handle is gone.
+    pub fn retain_led_shards(&self, leads: impl Fn(i32) -> bool) {
+        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        shards.retain(|index, _| leads(*index));
+    }
+
     /// The `__consumer_offsets` partition of `group_id` (Kafka's hash), creating the topic if needed.
-    pub fn partition_for(&self, broker: &Arc<Broker>, group_id: &str) -> Result<i32, CoordinatorError> {
-        let partitions = self.start(broker)?;
+    pub async fn partition_for(&self, broker: &Arc<Broker>, group_id: &str) -> Result<i32, CoordinatorError> {
+        let partitions = self.start(broker).await?;
         Ok(super::partition_for_group(group_id, partitions))
     }
 
@@ -172,8 +181,8 @@ impl GroupCoordinator {
         Ok(handle)
     }
 
-    fn ready_shard(&self, broker: &Arc<Broker>, group_id: &str) -> Result<ShardHandle, CoordinatorError> {
-        let index = self.partition_for(broker, group_id)?;
+    async fn ready_shard(&self, broker: &Arc<Broker>, group_id: &str) -> Result<ShardHandle, CoordinatorError> {
+        let index = self.partition_for(broker, group_id).await?;
         let handle = self.shard(broker, index)?;
         if !handle.loaded.load(Ordering::Acquire) {
             return Err(CoordinatorError::LoadInProgress);
@@ -188,7 +197,7 @@ impl GroupCoordinator {
         group_id: &str,
         job: impl FnOnce(&mut GroupShard, i64, RequestId) -> Vec<Effect> + Send + 'static,
     ) -> Result<Reply, CoordinatorError> {
-        let handle = self.ready_shard(broker, group_id)?;
+        let handle = self.ready_shard(broker, group_id).await?;
         let (reply, answer) = oneshot::channel();
         handle.commands.send(Command::Call { job: Box::new(job), reply }).await.map_err(|_| CoordinatorError::NotCoordinator)?;
         answer.await.map_err(|_| CoordinatorError::NotCoordinator)
@@ -201,7 +210,7 @@ impl GroupCoordinator {
         group_id: &str,
         f: impl FnOnce(&mut GroupShard, i64) -> (R, Vec<Effect>) + Send + 'static,
     ) -> Result<R, CoordinatorError> {
-        let handle = self.ready_shard(broker, group_id)?;
+        let handle = self.ready_shard(broker, group_id).await?;
         run_on(&handle, f).await
     }
 
@@ -211,7 +220,7 @@ impl GroupCoordinator {
         broker: &Arc<Broker>,
         f: impl Fn(&GroupShard) -> R + Send + Sync + 'static,
     ) -> Result<Vec<R>, CoordinatorError> {
-        let partitions = self.start(broker)?;
+        let partitions = self.start(broker).await?;
         let f = Arc::new(f);
         let mut handles = Vec::new();
         for index in 0..partitions {

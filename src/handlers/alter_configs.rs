@@ -83,30 +83,29 @@ fn response(resource_type: i8, resource_name: StrBytes, outcome: Result<(), Cont
 pub async fn handle(ctx: &RequestContext, _header: &RequestHeader, request: AlterConfigsRequest) -> AlterConfigsResponse {
     let broker = &ctx.broker;
     let duplicated = duplicated_resources(request.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
-    let responses = request
-        .resources
-        .iter()
-        .zip(duplicated)
-        .map(|(resource, duplicated)| {
-            let name = resource.resource_name.as_str();
-            let configs: Vec<(&str, Option<&str>)> = resource.configs.iter().map(|c| (c.name.as_str(), c.value.as_deref())).collect();
-            let outcome = if duplicated {
-                Err(duplicate_resource_error())
-            } else {
-                topic_changes(&configs).and_then(|changes| match resource.resource_type {
-                    RESOURCE_TOPIC => broker.alter_topic_configs(name, &changes, true, request.validate_only),
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for (resource, duplicated) in request.resources.iter().zip(duplicated) {
+        let name = resource.resource_name.as_str();
+        let configs: Vec<(&str, Option<&str>)> = resource.configs.iter().map(|c| (c.name.as_str(), c.value.as_deref())).collect();
+        let outcome = if duplicated {
+            Err(duplicate_resource_error())
+        } else {
+            match topic_changes(&configs) {
+                Ok(changes) => match resource.resource_type {
+                    RESOURCE_TOPIC => broker.alter_topic_configs(name, &changes, true, request.validate_only).await,
                     RESOURCE_BROKER => Err(broker_resource_error(broker.node_id, name)),
                     other => Err(unknown_resource_type_error(other)),
-                })
-            };
-            match &outcome {
-                Ok(()) if !request.validate_only => tracing::info!(topic = name, client_id = %ctx.client_id, "replaced topic configs"),
-                Ok(()) => {}
-                Err(e) => tracing::debug!(resource_type = resource.resource_type, resource = name, error = %e, "alter configs refused"),
+                },
+                Err(e) => Err(e),
             }
-            response(resource.resource_type, resource.resource_name.clone(), outcome)
-        })
-        .collect();
+        };
+        match &outcome {
+            Ok(()) if !request.validate_only => tracing::info!(topic = name, client_id = %ctx.client_id, "replaced topic configs"),
+            Ok(()) => {}
+            Err(e) => tracing::debug!(resource_type = resource.resource_type, resource = name, error = %e, "alter configs refused"),
+        }
+        responses.push(response(resource.resource_type, resource.resource_name.clone(), outcome));
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 

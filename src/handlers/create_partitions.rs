@@ -45,7 +45,7 @@ pub async fn handle(ctx: &RequestContext, _header: &RequestHeader, request: Crea
             continue;
         }
         let assignments = assignments_of(topic);
-        let outcome = broker.create_partitions(name, topic.count, assignments.as_deref(), request.validate_only);
+        let outcome = broker.create_partitions(name, topic.count, assignments, request.validate_only).await;
         match &outcome {
             Ok(()) if !request.validate_only => {
                 tracing::info!(topic = name, partitions = topic.count, client_id = %ctx.client_id, "added partitions")

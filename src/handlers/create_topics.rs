@@ -30,7 +30,6 @@ pub struct TopicDefaults {
 /// neither positive nor -1.
 pub fn new_topic_from_request(
     image: &MetadataImage,
-    node_id: i32,
     defaults: TopicDefaults,
     topic: &CreatableTopic,
 ) -> Result<NewTopic, ControllerError> {
@@ -47,7 +46,7 @@ pub fn new_topic_from_request(
     let configs: BTreeMap<String, String> =
         topic.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect();
 
-    let (num_partitions, replication_factor) = if !topic.assignments.is_empty() {
+    let (num_partitions, replication_factor, assignments) = if !topic.assignments.is_empty() {
         if topic.replication_factor != -1 {
             return Err(ControllerError::InvalidRequest(
                 "A manual partition assignment was specified, but replication factor was not set to -1.".into(),
@@ -60,8 +59,9 @@ pub fn new_topic_from_request(
         }
         let assignments: Vec<(i32, Vec<i32>)> =
             topic.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
-        // check_manual_assignment only accepts [this node] for every partition.
-        (controller::check_manual_assignment(node_id, &assignments)?, 1)
+        let lists = controller::check_manual_assignment(image, &assignments)?;
+        let replication_factor = lists.first().map(|l| l.len() as i32).unwrap_or(1);
+        (lists.len() as i32, replication_factor, Some(lists))
     } else {
         if topic.replication_factor < -1 || topic.replication_factor == 0 {
             return Err(ControllerError::InvalidReplicationFactor {
@@ -74,9 +74,9 @@ pub fn new_topic_from_request(
         }
         let num_partitions = if topic.num_partitions == -1 { defaults.num_partitions } else { topic.num_partitions };
         let replication_factor = if topic.replication_factor == -1 { defaults.replication_factor } else { topic.replication_factor.into() };
-        (num_partitions, replication_factor)
+        (num_partitions, replication_factor, None)
     };
-    Ok(NewTopic { name, num_partitions, replication_factor, configs })
+    Ok(NewTopic { name, num_partitions, replication_factor, configs, assignments })
 }
 
 /// Names that appear more than once in the request.
@@ -135,8 +135,10 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Creat
             }
             continue;
         }
-        let created = new_topic_from_request(&broker.image(), broker.node_id, defaults, topic)
-            .and_then(|new_topic| broker.create_topic(&new_topic, request.validate_only).map(|()| new_topic));
+        let created = match new_topic_from_request(&broker.image(), defaults, topic) {
+            Ok(new_topic) => broker.create_topic(&new_topic, request.validate_only).await.map(|()| new_topic),
+            Err(e) => Err(e),
+        };
         match created {
             Ok(new_topic) => {
                 // A validate-only topic has no id: nothing was created.
@@ -165,6 +167,14 @@ mod tests {
     use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopicConfig};
     use kafka_protocol::messages::BrokerId;
 
+    /// An image with broker 1 registered and live.
+    fn one_broker() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        image.apply(&controller::MetadataRecord::RegisterBroker { broker: 1, incarnation: uuid::Uuid::nil(), host: "h".into(), port: 1, rack: None });
+        image.apply(&controller::MetadataRecord::BrokerFencing { broker: 1, fenced: false });
+        image
+    }
+
     const DEFAULTS: TopicDefaults = TopicDefaults { num_partitions: 3, replication_factor: 1 };
 
     fn request(name: &'static str, partitions: i32, replication: i16) -> CreatableTopic {
@@ -179,14 +189,14 @@ mod tests {
     }
 
     fn code(topic: &CreatableTopic) -> i16 {
-        new_topic_from_request(&MetadataImage::default(), 1, DEFAULTS, topic).unwrap_err().error_code()
+        new_topic_from_request(&one_broker(), DEFAULTS, topic).unwrap_err().error_code()
     }
 
     #[test]
     fn minus_one_takes_the_broker_defaults() {
-        let topic = new_topic_from_request(&MetadataImage::default(), 1, DEFAULTS, &request("t", -1, -1)).unwrap();
+        let topic = new_topic_from_request(&one_broker(), DEFAULTS, &request("t", -1, -1)).unwrap();
         assert_eq!((topic.num_partitions, topic.replication_factor), (3, 1));
-        let topic = new_topic_from_request(&MetadataImage::default(), 1, DEFAULTS, &request("t", 5, 1)).unwrap();
+        let topic = new_topic_from_request(&one_broker(), DEFAULTS, &request("t", 5, 1)).unwrap();
         assert_eq!(topic.num_partitions, 5);
     }
 
@@ -199,17 +209,17 @@ mod tests {
         let null_config = request("t", 1, 1).with_configs(vec![CreatableTopicConfig::default().with_name("retention.ms".into()).with_value(None)]);
         assert_eq!(code(&null_config), 40);
 
-        let mut image = MetadataImage::default();
-        let records = controller::plan_create_topic(&image, 1, &new_topic_from_request(&image, 1, DEFAULTS, &request("t", 1, 1)).unwrap()).unwrap();
+        let mut image = one_broker();
+        let records = controller::plan_create_topic(&image, &new_topic_from_request(&image, DEFAULTS, &request("t", 1, 1)).unwrap()).unwrap();
         records.iter().for_each(|r| image.apply(r));
         // A taken name wins over other problems of the request, as in Kafka.
-        assert_eq!(new_topic_from_request(&image, 1, DEFAULTS, &request("t", 0, 1)).unwrap_err().error_code(), 36);
+        assert_eq!(new_topic_from_request(&image, DEFAULTS, &request("t", 0, 1)).unwrap_err().error_code(), 36);
     }
 
     #[test]
-    fn manual_assignments_on_this_node_are_accepted() {
+    fn manual_assignments_of_registered_brokers_are_accepted() {
         let ok = request("t", -1, -1).with_assignments(vec![assignment(1, &[1]), assignment(0, &[1])]);
-        let topic = new_topic_from_request(&MetadataImage::default(), 1, DEFAULTS, &ok).unwrap();
+        let topic = new_topic_from_request(&one_broker(), DEFAULTS, &ok).unwrap();
         assert_eq!((topic.num_partitions, topic.replication_factor), (2, 1));
 
         assert_eq!(code(&request("t", -1, -1).with_assignments(vec![assignment(0, &[2])])), 39);
@@ -227,7 +237,13 @@ mod tests {
 
     #[test]
     fn v5_results_describe_the_topic_and_v7_has_its_id() {
-        let topic = NewTopic { name: "t".into(), num_partitions: 2, replication_factor: 1, configs: BTreeMap::from([("retention.ms".into(), "9".into())]) };
+        let topic = NewTopic {
+            name: "t".into(),
+            num_partitions: 2,
+            replication_factor: 1,
+            configs: BTreeMap::from([("retention.ms".into(), "9".into())]),
+            assignments: None,
+        };
         let name = TopicName(StrBytes::from_static_str("t"));
         let id = uuid::Uuid::from_u128(5);
         let v4 = success_result(&BrokerConfig::default(), 4, name.clone(), &topic, id);

@@ -104,14 +104,14 @@ fn result_row(version: i16, name: Option<String>, topic_id: Uuid, outcome: Resul
 }
 
 /// Deletes one topic and says how the answer names it: by its name, and by its id (v6) when it existed.
-fn delete_one(ctx: &RequestContext, target: TopicRef) -> (Option<String>, Uuid, Result<(), ControllerError>) {
+async fn delete_one(ctx: &RequestContext, target: TopicRef) -> (Option<String>, Uuid, Result<(), ControllerError>) {
     let image = ctx.broker.image();
     let (name, topic_id) = match (controller::resolve_topic(&image, &target), &target) {
         (Ok(topic), _) => (Some(topic.name.clone()), topic.topic_id),
         (Err(_), TopicRef::Name(name)) => (Some(name.clone()), Uuid::nil()),
         (Err(_), TopicRef::Id(id)) => (None, *id),
     };
-    let outcome = ctx.broker.delete_topic(&target);
+    let outcome = ctx.broker.delete_topic(&target).await;
     match &outcome {
         Ok(()) => tracing::info!(topic = name.as_deref().unwrap_or_default(), %topic_id, client_id = %ctx.client_id, "deleted topic"),
         Err(e) => tracing::debug!(topic = ?name, %topic_id, error = %e, "delete topic refused"),
@@ -147,16 +147,16 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Delet
     }
 
     let planned = refuse_names_of_ids_also_given(plan_entries(&entries), &ctx.broker.image());
-    let responses = planned
-        .into_iter()
-        .map(|p| match p {
+    let mut responses = Vec::with_capacity(planned.len());
+    for p in planned {
+        responses.push(match p {
             Planned::Refuse { name, topic_id, error } => result_row(version, name, topic_id, Err(error)),
             Planned::Delete(target) => {
-                let (name, topic_id, outcome) = delete_one(ctx, target);
+                let (name, topic_id, outcome) = delete_one(ctx, target).await;
                 result_row(version, name, topic_id, outcome)
             }
-        })
-        .collect();
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
@@ -204,9 +204,9 @@ mod tests {
 
     #[test]
     fn a_name_and_the_id_of_the_same_topic_delete_nothing() {
-        let mut image = MetadataImage::default();
-        let topic = NewTopic { name: "t".into(), num_partitions: 1, replication_factor: 1, configs: Default::default() };
-        plan_create_topic(&image, 1, &topic).unwrap().iter().for_each(|r| image.apply(r));
+        let mut image = MetadataImage::with_live_brokers(&[1]);
+        let topic = NewTopic { name: "t".into(), num_partitions: 1, replication_factor: 1, configs: Default::default(), assignments: None };
+        plan_create_topic(&image, &topic).unwrap().iter().for_each(|r| image.apply(r));
         let id = image.topic("t").unwrap().topic_id;
         let planned = refuse_names_of_ids_also_given(plan_entries(&[(None, id), by_name("t"), by_name("other")]), &image);
         assert!(matches!(&planned[0], Planned::Refuse { error: ControllerError::InvalidRequest(_), .. }));

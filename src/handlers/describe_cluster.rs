@@ -1,5 +1,5 @@
-//! DescribeCluster: the cluster id, the controller and the brokers (this node, with its advertised address
-//! and rack). Only the broker endpoint type is served: a request for controllers (or an unknown type) gets
+//! DescribeCluster: the cluster id, the active controller and the live brokers with their advertised addresses
+//! and racks. Only the broker endpoint type is served: a request for controllers (or an unknown type) gets
 //! MISMATCHED_ENDPOINT_TYPE / UNSUPPORTED_ENDPOINT_TYPE (INVALID_REQUEST in v0), as from a Kafka broker.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -43,19 +43,25 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Descr
     if let Some((error, message)) = endpoint_type_error(version, request.endpoint_type) {
         return DescribeClusterResponse::default().with_error_code(error.code()).with_error_message(Some(StrBytes::from_string(message)));
     }
-    let this_broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(broker.node_id))
-        .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-        .with_port(broker.advertised_port)
-        .with_rack(broker.rack.clone().map(StrBytes::from_string));
+    let brokers = broker
+        .client_brokers()
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
     let authorized_operations =
         if request.include_cluster_authorized_operations { CLUSTER_OPERATIONS } else { AUTHORIZED_OPERATIONS_NOT_REQUESTED };
     DescribeClusterResponse::default()
         .with_error_code(0)
         .with_error_message(None)
-        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id))
-        .with_brokers(vec![this_broker])
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id()))
+        .with_controller_id(BrokerId(broker.controller_id()))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(authorized_operations)
 }
 

@@ -236,9 +236,10 @@ mod tests {
             num_partitions: 1,
             replication_factor: 1,
             configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            assignments: None,
         };
-        let mut image = MetadataImage::default();
-        plan_create_topic(&image, 1, &topic).unwrap().iter().for_each(|r| image.apply(r));
+        let mut image = MetadataImage::with_live_brokers(&[1]);
+        plan_create_topic(&image, &topic).unwrap().iter().for_each(|r| image.apply(r));
         image
     }
 

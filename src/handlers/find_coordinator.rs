@@ -1,5 +1,5 @@
-//! FindCoordinator: the coordinator of a group is the leader of its `__consumer_offsets` partition, which with a
-//! single node is this broker. The topic is created on the first request, as Kafka does. Transaction keys
+//! FindCoordinator: the coordinator of a group is the leader of its `__consumer_offsets` partition, looked up
+//! in the metadata image (COORDINATOR_NOT_AVAILABLE while that partition has no leader). The topic is created on the first request, as Kafka does. Transaction keys
 //! answer COORDINATOR_NOT_AVAILABLE until a transaction coordinator exists. v4+ batches keys.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -8,6 +8,7 @@ use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::group::runtime::OFFSETS_TOPIC;
 use crate::protocol::errors::KafkaCode;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
@@ -18,7 +19,10 @@ const TRANSACTION: i8 = 1;
 pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let version = header.request_api_version;
     let keys = if version >= 4 { request.coordinator_keys.clone() } else { vec![request.key.clone()] };
-    let coordinators: Vec<Coordinator> = keys.into_iter().map(|key| find(ctx, request.key_type, key)).collect();
+    let mut coordinators = Vec::with_capacity(keys.len());
+    for key in keys {
+        coordinators.push(find(ctx, request.key_type, key).await);
+    }
     if version >= 4 {
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
@@ -34,7 +38,7 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: FindC
     response
 }
 
-fn find(ctx: &RequestContext, key_type: i8, key: StrBytes) -> Coordinator {
+async fn find(ctx: &RequestContext, key_type: i8, key: StrBytes) -> Coordinator {
     let broker = &ctx.broker;
     let error = |code: ResponseError| {
         Coordinator::default()
@@ -50,14 +54,22 @@ fn find(ctx: &RequestContext, key_type: i8, key: StrBytes) -> Coordinator {
         TRANSACTION => return error(ResponseError::CoordinatorNotAvailable),
         _ => return error(ResponseError::InvalidRequest),
     }
-    if let Err(e) = broker.groups.partition_for(broker, key.as_str()) {
-        let mut answer = error(e.kafka_code());
-        answer.error_message = Some(StrBytes::from_string(e.to_string()));
-        return answer;
-    }
+    let index = match broker.groups.partition_for(broker, key.as_str()).await {
+        Ok(index) => index,
+        Err(e) => {
+            let mut answer = error(e.kafka_code());
+            answer.error_message = Some(StrBytes::from_string(e.to_string()));
+            return answer;
+        }
+    };
+    let image = broker.image();
+    let leader = image.topic(OFFSETS_TOPIC).and_then(|t| t.partitions.get(index as usize)).map(|p| p.leader);
+    let Some(coordinator) = leader.and_then(|leader| image.broker(leader)).filter(|b| !b.fenced) else {
+        return error(ResponseError::CoordinatorNotAvailable);
+    };
     Coordinator::default()
         .with_key(key)
-        .with_node_id(BrokerId(broker.node_id))
-        .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-        .with_port(broker.advertised_port)
+        .with_node_id(BrokerId(coordinator.node_id))
+        .with_host(StrBytes::from_string(coordinator.host.clone()))
+        .with_port(coordinator.port)
 }

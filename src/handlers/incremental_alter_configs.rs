@@ -55,29 +55,28 @@ fn response(resource_type: i8, resource_name: StrBytes, outcome: Result<(), Cont
 pub async fn handle(ctx: &RequestContext, _header: &RequestHeader, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
     let broker = &ctx.broker;
     let duplicated = duplicated_resources(request.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
-    let responses = request
-        .resources
-        .iter()
-        .zip(duplicated)
-        .map(|(resource, duplicated)| {
-            let name = resource.resource_name.as_str();
-            let outcome = if duplicated {
-                Err(duplicate_resource_error())
-            } else {
-                incremental_changes(&resource.configs).and_then(|changes| match resource.resource_type {
-                    RESOURCE_TOPIC => broker.incremental_alter_topic_configs(name, &changes, request.validate_only),
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for (resource, duplicated) in request.resources.iter().zip(duplicated) {
+        let name = resource.resource_name.as_str();
+        let outcome = if duplicated {
+            Err(duplicate_resource_error())
+        } else {
+            match incremental_changes(&resource.configs) {
+                Ok(changes) => match resource.resource_type {
+                    RESOURCE_TOPIC => broker.incremental_alter_topic_configs(name, &changes, request.validate_only).await,
                     RESOURCE_BROKER => Err(broker_resource_error(broker.node_id, name)),
                     other => Err(unknown_resource_type_error(other)),
-                })
-            };
-            match &outcome {
-                Ok(()) if !request.validate_only => tracing::info!(topic = name, client_id = %ctx.client_id, "altered topic configs"),
-                Ok(()) => {}
-                Err(e) => tracing::debug!(resource_type = resource.resource_type, resource = name, error = %e, "incremental alter configs refused"),
+                },
+                Err(e) => Err(e),
             }
-            response(resource.resource_type, resource.resource_name.clone(), outcome)
-        })
-        .collect();
+        };
+        match &outcome {
+            Ok(()) if !request.validate_only => tracing::info!(topic = name, client_id = %ctx.client_id, "altered topic configs"),
+            Ok(()) => {}
+            Err(e) => tracing::debug!(resource_type = resource.resource_type, resource = name, error = %e, "incremental alter configs refused"),
+        }
+        responses.push(response(resource.resource_type, resource.resource_name.clone(), outcome));
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 

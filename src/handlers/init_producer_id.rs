@@ -17,7 +17,7 @@ pub async fn handle(ctx: &RequestContext, _header: &RequestHeader, request: Init
         // No transaction coordinator yet: refuse clearly instead of handing out an unfenced id.
         return failed(ResponseError::TransactionalIdAuthorizationFailed.code());
     }
-    match ctx.broker.controller.allocate_producer_id() {
+    match ctx.broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::error!(error = %e, "allocating a producer id failed");

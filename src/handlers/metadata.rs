@@ -28,7 +28,7 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Metad
     let mut topics = Vec::new();
     if all_topics {
         let image = broker.image();
-        topics.extend(image.topics.values().map(|t| describe_topic(t, version, request.include_topic_authorized_operations)));
+        topics.extend(image.topics.values().map(|t| describe_topic(&image, t, version, request.include_topic_authorized_operations)));
     } else {
         for requested in request.topics.unwrap_or_default() {
             let image = broker.image();
@@ -39,7 +39,7 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Metad
                 _ => image.topic_by_id(&requested.topic_id),
             };
             if let Some(topic) = found {
-                topics.push(describe_topic(topic, version, request.include_topic_authorized_operations));
+                topics.push(describe_topic(&image, topic, version, request.include_topic_authorized_operations));
                 continue;
             }
             if by_id {
@@ -47,9 +47,9 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Metad
                 continue;
             }
             let name = name.unwrap_or_default();
-            topics.push(match try_auto_create(ctx, &name, allow_auto_create) {
+            topics.push(match try_auto_create(ctx, &name, allow_auto_create).await {
                 Ok(image) => match image.topic(&name) {
-                    Some(topic) => describe_topic(topic, version, request.include_topic_authorized_operations),
+                    Some(topic) => describe_topic(&image, topic, version, request.include_topic_authorized_operations),
                     None => error_topic(Some(&name), Default::default(), ResponseError::LeaderNotAvailable.code()),
                 },
                 Err(code) => error_topic(Some(&name), Default::default(), code),
@@ -57,17 +57,23 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Metad
         }
     }
 
-    let broker_entry = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(broker.node_id))
-        .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-        .with_port(broker.advertised_port)
-        .with_rack(if version >= 1 { broker.rack.clone().map(StrBytes::from_string) } else { None });
-    let mut response = MetadataResponse::default().with_brokers(vec![broker_entry]).with_topics(topics);
+    let brokers = broker
+        .client_brokers()
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+                .with_rack(if version >= 1 { b.rack.map(StrBytes::from_string) } else { None })
+        })
+        .collect();
+    let mut response = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
     if version >= 1 {
-        response.controller_id = BrokerId(broker.node_id);
+        response.controller_id = BrokerId(broker.controller_id());
     }
     if version >= 2 {
-        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id()));
     }
     if (8..=10).contains(&version) && request_cluster_operations {
         response.cluster_authorized_operations = super::describe_cluster::CLUSTER_OPERATIONS;
@@ -76,14 +82,14 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Metad
 }
 
 /// Creates `name` with broker defaults if allowed; returns the image to describe it from, or an error code.
-fn try_auto_create(ctx: &RequestContext, name: &str, allowed: bool) -> Result<std::sync::Arc<MetadataImage>, i16> {
+async fn try_auto_create(ctx: &RequestContext, name: &str, allowed: bool) -> Result<std::sync::Arc<MetadataImage>, i16> {
     if let Err(e) = controller::validate_topic_name(name) {
         return Err(e.error_code());
     }
     if !allowed {
         return Err(ResponseError::UnknownTopicOrPartition.code());
     }
-    match ctx.broker.auto_create_topic(name) {
+    match ctx.broker.auto_create_topic(name).await {
         Ok(()) => {
             tracing::info!(topic = name, "auto-created topic");
             Ok(ctx.broker.image())
@@ -102,20 +108,26 @@ fn error_topic(name: Option<&str>, topic_id: uuid::Uuid, error_code: i16) -> Met
         .with_topic_id(topic_id)
 }
 
-fn describe_topic(topic: &TopicImage, version: i16, include_authorized_operations: bool) -> MetadataResponseTopic {
+/// A topic's partitions as the image has them. A partition without a leader answers LEADER_NOT_AVAILABLE;
+/// replicas on fenced or unknown brokers are listed as offline (v5+).
+fn describe_topic(image: &MetadataImage, topic: &TopicImage, version: i16, include_authorized_operations: bool) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, p)| {
+            let error_code = if p.leader < 0 { ResponseError::LeaderNotAvailable.code() } else { 0 };
             let mut partition = MetadataResponsePartition::default()
-                .with_error_code(0)
+                .with_error_code(error_code)
                 .with_partition_index(index as i32)
                 .with_leader_id(BrokerId(p.leader))
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect());
             if version >= 7 {
                 partition.leader_epoch = p.leader_epoch;
+            }
+            if version >= 5 {
+                partition.offline_replicas = p.replicas.iter().copied().filter(|&b| !image.is_live(b)).map(BrokerId).collect();
             }
             partition
         })

@@ -5,6 +5,7 @@
 use kafka_protocol::ResponseError;
 
 use crate::config::ConfigError;
+use crate::controller::cluster::AlterPartitionError;
 use crate::controller::ControllerError;
 use crate::group::runtime::CoordinatorError;
 use crate::log::LogError;
@@ -76,6 +77,18 @@ impl KafkaCode for ControllerError {
             ControllerError::TopicDeletionDisabled => ResponseError::TopicDeletionDisabled,
             ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
             ControllerError::Io(_) => ResponseError::KafkaStorageError,
+            ControllerError::NotController(_) => ResponseError::NotController,
+            ControllerError::Remote { code, .. } => return ResponseError::try_from_code(*code).unwrap_or(ResponseError::UnknownServerError),
+            ControllerError::AlterPartition(e) => match e {
+                AlterPartitionError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
+                AlterPartitionError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
+                AlterPartitionError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+                AlterPartitionError::InvalidUpdateVersion { .. } => ResponseError::InvalidUpdateVersion,
+                AlterPartitionError::InvalidIsr(_) => ResponseError::IneligibleReplica,
+            },
+            ControllerError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,
+            ControllerError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+            ControllerError::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
         }
     }
 }

@@ -49,6 +49,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    pub fn u16(&mut self) -> Result<u16, DecodeError> {
+        self.need(2, "u16")?;
+        Ok(self.buf.get_u16())
+    }
+
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
         self.need(4, "u32")?;
         Ok(self.buf.get_u32())
@@ -256,12 +261,15 @@ pub enum Request {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A follower forwards a proposal to the leader.
     Propose(Vec<MetadataRecord>),
+    /// A broker asks the leader to plan and commit a controller command (encoded by `controller::commands`).
+    Execute(Vec<u8>),
 }
 
 const REQUEST_APPEND_ENTRIES: u8 = 1;
 const REQUEST_VOTE: u8 = 2;
 const REQUEST_INSTALL_SNAPSHOT: u8 = 3;
 const REQUEST_PROPOSE: u8 = 4;
+const REQUEST_EXECUTE: u8 = 5;
 
 impl Request {
     pub fn encode(&self) -> Vec<u8> {
@@ -292,6 +300,10 @@ impl Request {
                 out.put_u8(REQUEST_PROPOSE);
                 out.put_records(records);
             }
+            Request::Execute(command) => {
+                out.put_u8(REQUEST_EXECUTE);
+                out.put_sized(command);
+            }
         }
         out
     }
@@ -316,6 +328,7 @@ impl Request {
                 done: r.bool()?,
             }),
             REQUEST_PROPOSE => Request::Propose(r.records()?),
+            REQUEST_EXECUTE => Request::Execute(r.bytes()?.to_vec()),
             other => return err(format!("request kind {other}")),
         };
         r.finish()?;
@@ -333,6 +346,8 @@ pub enum Response {
     Proposed,
     NotController { leader: Option<u64> },
     Error(String),
+    /// The encoded result of an `Execute`.
+    Executed(Vec<u8>),
 }
 
 const RESPONSE_APPEND_ENTRIES: u8 = 1;
@@ -341,6 +356,7 @@ const RESPONSE_INSTALL_SNAPSHOT: u8 = 3;
 const RESPONSE_PROPOSED: u8 = 4;
 const RESPONSE_NOT_CONTROLLER: u8 = 5;
 const RESPONSE_ERROR: u8 = 6;
+const RESPONSE_EXECUTED: u8 = 7;
 
 impl Response {
     pub fn encode(&self) -> Vec<u8> {
@@ -381,6 +397,10 @@ impl Response {
                 out.put_u8(RESPONSE_ERROR);
                 out.put_string(message);
             }
+            Response::Executed(result) => {
+                out.put_u8(RESPONSE_EXECUTED);
+                out.put_sized(result);
+            }
         }
         out
     }
@@ -404,6 +424,7 @@ impl Response {
                 Response::NotController { leader: known.then_some(id) }
             }
             RESPONSE_ERROR => Response::Error(r.string()?),
+            RESPONSE_EXECUTED => Response::Executed(r.bytes()?.to_vec()),
             other => return err(format!("response kind {other}")),
         };
         r.finish()?;

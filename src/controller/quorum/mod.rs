@@ -24,7 +24,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -37,6 +37,7 @@ use super::image::MetadataImage;
 use super::records::MetadataRecord;
 use codec::{Request, Response};
 use log_store::LogStore;
+pub use network::ExecuteHook;
 use network::{Network, Peer};
 use state_machine::StateMachine;
 
@@ -121,14 +122,16 @@ pub struct Quorum {
     raft: Raft<TypeConfig>,
     image: watch::Receiver<Arc<MetadataImage>>,
     voters: BTreeMap<u64, String>,
-    server: JoinHandle<()>,
+    /// None for a quorum of one without a controller listener.
+    server: Option<JoinHandle<()>>,
+    executor: Arc<OnceLock<ExecuteHook>>,
 }
 
 impl Quorum {
     /// Binds `listen` and starts; see [`Quorum::start_with_listener`].
     pub async fn start(node_id: u64, data_dir: &Path, listen: &str, voters: BTreeMap<u64, String>) -> Result<Quorum, QuorumError> {
         let listener = TcpListener::bind(listen).await?;
-        Quorum::start_with_listener(node_id, data_dir, listener, voters, QuorumOptions::default()).await
+        Quorum::start_with_listener(node_id, data_dir, Some(listener), voters, QuorumOptions::default()).await
     }
 
     /// Opens the log and state machine under `data_dir`, serves peers on `listener` and joins the quorum of
@@ -136,10 +139,13 @@ impl Quorum {
     pub async fn start_with_listener(
         node_id: u64,
         data_dir: &Path,
-        listener: TcpListener,
+        listener: Option<TcpListener>,
         voters: BTreeMap<u64, String>,
         options: QuorumOptions,
     ) -> Result<Quorum, QuorumError> {
+        if listener.is_none() && voters.len() > 1 {
+            return Err(QuorumError::Config("a quorum of several voters needs a controller listener".into()));
+        }
         if !voters.contains_key(&node_id) {
             return Err(QuorumError::Config(format!("node {node_id} is not among the voters {:?}", voters.keys().collect::<Vec<_>>())));
         }
@@ -162,7 +168,8 @@ impl Quorum {
         let raft = Raft::new(node_id, Arc::new(config), Network, log_store, state_machine)
             .await
             .map_err(|e| QuorumError::Raft(format!("starting raft: {e}")))?;
-        let server = tokio::spawn(network::serve(listener, raft.clone()));
+        let executor: Arc<OnceLock<ExecuteHook>> = Arc::new(OnceLock::new());
+        let server = listener.map(|listener| tokio::spawn(network::serve(listener, raft.clone(), executor.clone())));
 
         let initialized = raft.is_initialized().await.map_err(|e| QuorumError::Raft(e.to_string()))?;
         if !initialized {
@@ -172,7 +179,22 @@ impl Quorum {
                 tracing::info!(node_id, error = %e, "not initialising the controller quorum");
             }
         }
-        Ok(Quorum { node_id, raft, image, voters, server })
+        if voters.len() == 1 {
+            // A quorum of one need not wait out an election timeout after a restart.
+            if let Err(e) = raft.trigger().elect().await {
+                tracing::warn!(node_id, error = %e, "triggering the election of a single-voter quorum");
+            }
+        }
+        Ok(Quorum { node_id, raft, image, voters, server, executor })
+    }
+
+    /// Installs the handler of commands forwarded by other members (set once; later calls are ignored).
+    pub fn set_executor(&self, hook: ExecuteHook) {
+        let _ = self.executor.set(hook);
+    }
+
+    pub fn voters(&self) -> &BTreeMap<u64, String> {
+        &self.voters
     }
 
     pub fn node_id(&self) -> u64 {
@@ -226,8 +248,10 @@ impl Quorum {
 
     /// Stops raft and the server; the data directory can be reopened afterwards.
     pub async fn shutdown(self) {
-        self.server.abort();
-        let _ = self.server.await;
+        if let Some(server) = self.server {
+            server.abort();
+            let _ = server.await;
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(node_id = self.node_id, error = %e, "controller quorum shutdown");
         }

@@ -2,7 +2,10 @@
 //! [length u32][message] (messages in `codec`), one request in flight at a time. Frames over
 //! [`MAX_FRAME_BYTES`] are refused before anything is allocated; connecting and every exchange have timeouts.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
@@ -15,6 +18,10 @@ use tokio::task::JoinSet;
 
 use super::codec::{Request, Response};
 use super::{propose_locally, TypeConfig};
+
+/// Runs a forwarded controller command on this node and returns its encoded result. Installed by the
+/// controller once it is running; until then `Execute` is answered with "not the controller".
+pub type ExecuteHook = Arc<dyn Fn(Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync>;
 
 /// Upper bound on one frame; snapshots travel in chunks well below it.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -166,7 +173,7 @@ impl RaftNetwork<TypeConfig> for Peer {
 
 /// Accepts peers' connections and serves their requests until the task is aborted (which aborts every
 /// connection task with it).
-pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
+pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, executor: Arc<OnceLock<ExecuteHook>>) {
     let mut connections = JoinSet::new();
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -184,15 +191,16 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
         }
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
+        let executor = executor.clone();
         connections.spawn(async move {
-            if let Err(e) = serve_connection(stream, raft).await {
+            if let Err(e) = serve_connection(stream, raft, executor).await {
                 tracing::debug!(%peer, error = %e, "controller connection closed");
             }
         });
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>) -> io::Result<()> {
+async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>, executor: Arc<OnceLock<ExecuteHook>>) -> io::Result<()> {
     loop {
         let bytes = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream)).await {
             Ok(Ok(bytes)) => bytes,
@@ -201,7 +209,7 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>) -> io::
             Err(_) => return Ok(()),
         };
         let response = match Request::decode(&bytes) {
-            Ok(request) => handle(request, &raft).await,
+            Ok(request) => handle(request, &raft, &executor).await,
             Err(e) => {
                 // The peer speaks another protocol or is broken: answer once and hang up.
                 write_frame(&mut stream, &Response::Error(e.to_string()).encode()).await?;
@@ -212,7 +220,7 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>) -> io::
     }
 }
 
-async fn handle(request: Request, raft: &Raft<TypeConfig>) -> Response {
+async fn handle(request: Request, raft: &Raft<TypeConfig>, executor: &OnceLock<ExecuteHook>) -> Response {
     match request {
         Request::AppendEntries(rpc) => match raft.append_entries(rpc).await {
             Ok(response) => Response::AppendEntries(response),
@@ -230,6 +238,10 @@ async fn handle(request: Request, raft: &Raft<TypeConfig>) -> Response {
             Ok(()) => Response::Proposed,
             Err(super::QuorumError::NotController { leader }) => Response::NotController { leader },
             Err(e) => Response::Error(e.to_string()),
+        },
+        Request::Execute(command) => match executor.get() {
+            Some(execute) => Response::Executed(execute(command).await),
+            None => Response::NotController { leader: None },
         },
     }
 }

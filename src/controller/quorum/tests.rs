@@ -28,7 +28,7 @@ fn topic(name: &str, id: u128) -> Vec<MetadataRecord> {
 
 async fn start(node_id: u64, dir: &Path, addr: &str, voters: &BTreeMap<u64, String>) -> Quorum {
     let listener = TcpListener::bind(addr).await.unwrap();
-    Quorum::start_with_listener(node_id, dir, listener, voters.clone(), fast()).await.unwrap()
+    Quorum::start_with_listener(node_id, dir, Some(listener), voters.clone(), fast()).await.unwrap()
 }
 
 /// Waits until every member names the same leader, one of them; returns it.

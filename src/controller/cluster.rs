@@ -1,0 +1,297 @@
+//! Plans for the cluster's membership and partition leadership: broker registration, fencing and unfencing,
+//! ISR changes asked for by leaders (AlterPartition), and leader elections. Pure functions of the image, like
+//! the topic plans: they return records, the runtime commits them.
+//!
+//! Kafka's rules: a leader is chosen only from the ISR (unclean.leader.election.enable=false); a fenced broker
+//! leaves every ISR unless it is the last member (then the partition goes offline, leader -1, and that member
+//! leads again when it comes back); every change bumps the partition epoch, a leader change the leader epoch.
+
+use uuid::Uuid;
+
+use super::image::{MetadataImage, PartitionImage};
+use super::records::MetadataRecord;
+use super::ControllerError;
+
+/// Why an AlterPartition was refused; the leader drops its proposal and waits for the next image.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum AlterPartitionError {
+    #[error("unknown topic or partition")]
+    UnknownPartition,
+    #[error("broker {0} is not the leader")]
+    NotLeader(i32),
+    #[error("leader epoch {requested} is not the current {current}")]
+    FencedLeaderEpoch { requested: i32, current: i32 },
+    #[error("partition epoch {requested} is not the current {current}")]
+    InvalidUpdateVersion { requested: i32, current: i32 },
+    #[error("{0}")]
+    InvalidIsr(String),
+}
+
+fn partition_record(topic_id: Uuid, index: usize, p: &PartitionImage) -> MetadataRecord {
+    MetadataRecord::Partition {
+        topic_id,
+        partition: index as i32,
+        replicas: p.replicas.clone(),
+        isr: p.isr.clone(),
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+    }
+}
+
+/// The first replica, in replica order, that is in the ISR and live (preferred replica first, as Kafka).
+fn elect_from_isr(image: &MetadataImage, p: &PartitionImage, excluded: Option<i32>) -> i32 {
+    p.replicas.iter().copied().find(|&b| Some(b) != excluded && p.isr.contains(&b) && image.is_live(b)).unwrap_or(-1)
+}
+
+/// Records that take `broker` out of every partition's leadership and ISR (fencing, controlled shutdown,
+/// re-registration of a restarted process). The last ISR member stays in the ISR so the partition can come
+/// back with it rather than with an out-of-sync replica.
+fn remove_broker_from_partitions(image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            if p.leader != broker && !p.isr.contains(&broker) {
+                continue;
+            }
+            let mut next = p.clone();
+            if p.isr.len() > 1 {
+                next.isr.retain(|&b| b != broker);
+            }
+            if p.leader == broker {
+                next.leader = elect_from_isr(image, &next, Some(broker));
+                next.leader_epoch += 1;
+            }
+            if next != *p {
+                next.partition_epoch += 1;
+                records.push(partition_record(topic.topic_id, index, &next));
+            }
+        }
+    }
+    records
+}
+
+/// A broker process registers (at start). A restarted process leads nothing until its heartbeats unfence it,
+/// so the partitions it led move to other in-sync replicas first.
+pub fn plan_register_broker(
+    image: &MetadataImage,
+    broker: i32,
+    incarnation: Uuid,
+    host: &str,
+    port: i32,
+    rack: Option<&str>,
+) -> Vec<MetadataRecord> {
+    if let Some(existing) = image.broker(broker) {
+        if existing.incarnation == incarnation && existing.host == host && existing.port == port && existing.rack.as_deref() == rack {
+            return Vec::new();
+        }
+    }
+    let mut records = vec![MetadataRecord::RegisterBroker {
+        broker,
+        incarnation,
+        host: host.to_string(),
+        port,
+        rack: rack.map(String::from),
+    }];
+    // RegisterBroker applies as fenced: plan the partition moves against that state.
+    let mut fenced = image.clone();
+    records.iter().for_each(|r| fenced.apply(r));
+    records.extend(remove_broker_from_partitions(&fenced, broker));
+    records
+}
+
+/// Fences a broker that missed its heartbeats (or finished a controlled shutdown).
+pub fn plan_fence_broker(image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> {
+    let Some(existing) = image.broker(broker) else { return Vec::new() };
+    if existing.fenced {
+        return Vec::new();
+    }
+    let mut records = vec![MetadataRecord::BrokerFencing { broker, fenced: true }];
+    let mut fenced = image.clone();
+    records.iter().for_each(|r| fenced.apply(r));
+    records.extend(remove_broker_from_partitions(&fenced, broker));
+    records
+}
+
+/// Unfences a broker whose heartbeats arrive; offline partitions whose last in-sync replica it is get it
+/// back as leader.
+pub fn plan_unfence_broker(image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> {
+    let Some(existing) = image.broker(broker) else { return Vec::new() };
+    if !existing.fenced {
+        return Vec::new();
+    }
+    let mut records = vec![MetadataRecord::BrokerFencing { broker, fenced: false }];
+    let mut unfenced = image.clone();
+    records.iter().for_each(|r| unfenced.apply(r));
+    for topic in image.topics.values() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            if p.leader == -1 && p.isr.contains(&broker) {
+                let mut next = p.clone();
+                next.leader = elect_from_isr(&unfenced, p, None);
+                next.leader_epoch += 1;
+                next.partition_epoch += 1;
+                records.push(partition_record(topic.topic_id, index, &next));
+            }
+        }
+    }
+    records
+}
+
+/// A leader asks to change its ISR (shrink after replica.lag.time.max.ms, expand when a follower caught up).
+pub fn plan_alter_partition(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    partition: i32,
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    new_isr: &[i32],
+) -> Result<Vec<MetadataRecord>, AlterPartitionError> {
+    let topic = image.topic_by_id(&topic_id).ok_or(AlterPartitionError::UnknownPartition)?;
+    let index = usize::try_from(partition).map_err(|_| AlterPartitionError::UnknownPartition)?;
+    let p = topic.partitions.get(index).ok_or(AlterPartitionError::UnknownPartition)?;
+    if p.leader != leader {
+        return Err(AlterPartitionError::NotLeader(leader));
+    }
+    if p.leader_epoch != leader_epoch {
+        return Err(AlterPartitionError::FencedLeaderEpoch { requested: leader_epoch, current: p.leader_epoch });
+    }
+    if p.partition_epoch != partition_epoch {
+        return Err(AlterPartitionError::InvalidUpdateVersion { requested: partition_epoch, current: p.partition_epoch });
+    }
+    if !new_isr.contains(&leader) {
+        return Err(AlterPartitionError::InvalidIsr(format!("the ISR {new_isr:?} must contain the leader {leader}")));
+    }
+    for (i, b) in new_isr.iter().enumerate() {
+        if !p.replicas.contains(b) || new_isr[..i].contains(b) {
+            return Err(AlterPartitionError::InvalidIsr(format!("the ISR {new_isr:?} is not a set of replicas {:?}", p.replicas)));
+        }
+        if !p.isr.contains(b) && !image.is_live(*b) {
+            return Err(AlterPartitionError::InvalidIsr(format!("broker {b} is fenced and cannot join the ISR")));
+        }
+    }
+    let mut next = p.clone();
+    // Keep replica order, so the ISR reads the same on every broker.
+    next.isr = p.replicas.iter().copied().filter(|b| new_isr.contains(b)).collect();
+    if next.isr == p.isr {
+        return Ok(Vec::new());
+    }
+    next.partition_epoch += 1;
+    Ok(vec![partition_record(topic_id, index, &next)])
+}
+
+/// ElectLeaders (preferred): moves leadership to the first replica where it is in the ISR and live.
+/// Returns the records, or the error Kafka gives per partition.
+pub fn plan_elect_preferred(image: &MetadataImage, topic: &str, partition: i32) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let t = image.topic(topic).ok_or_else(|| ControllerError::UnknownTopic(topic.to_string()))?;
+    let p = usize::try_from(partition).ok().and_then(|i| t.partitions.get(i)).ok_or_else(|| ControllerError::UnknownTopic(topic.to_string()))?;
+    let preferred = p.replicas.first().copied().unwrap_or(-1);
+    if p.leader == preferred {
+        return Err(ControllerError::ElectionNotNeeded);
+    }
+    if !p.isr.contains(&preferred) || !image.is_live(preferred) {
+        return Err(ControllerError::PreferredLeaderNotAvailable(format!(
+            "preferred replica {preferred} of {topic}-{partition} is not a live in-sync replica"
+        )));
+    }
+    let mut next = p.clone();
+    next.leader = preferred;
+    next.leader_epoch += 1;
+    next.partition_epoch += 1;
+    Ok(vec![partition_record(t.topic_id, partition as usize, &next)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOPIC: Uuid = Uuid::from_u128(7);
+
+    fn image(brokers: &[(i32, bool)], replicas: &[i32], isr: &[i32], leader: i32) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for &(id, fenced) in brokers {
+            image.apply(&MetadataRecord::RegisterBroker { broker: id, incarnation: Uuid::nil(), host: "h".into(), port: 1, rack: None });
+            image.apply(&MetadataRecord::BrokerFencing { broker: id, fenced });
+        }
+        image.apply(&MetadataRecord::Topic { name: "t".into(), topic_id: TOPIC });
+        image.apply(&MetadataRecord::Partition {
+            topic_id: TOPIC,
+            partition: 0,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            leader,
+            leader_epoch: 3,
+            partition_epoch: 10,
+        });
+        image
+    }
+
+    fn applied(mut image: MetadataImage, records: &[MetadataRecord]) -> PartitionImage {
+        records.iter().for_each(|r| image.apply(r));
+        image.topics["t"].partitions[0].clone()
+    }
+
+    #[test]
+    fn fencing_the_leader_elects_the_next_in_sync_replica() {
+        let img = image(&[(1, false), (2, false), (3, false)], &[1, 2, 3], &[1, 2, 3], 1);
+        let p = applied(img.clone(), &plan_fence_broker(&img, 1));
+        assert_eq!((p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch), (2, vec![2, 3], 4, 11));
+    }
+
+    #[test]
+    fn fencing_a_follower_only_shrinks_the_isr() {
+        let img = image(&[(1, false), (2, false), (3, false)], &[1, 2, 3], &[1, 2, 3], 1);
+        let p = applied(img.clone(), &plan_fence_broker(&img, 3));
+        assert_eq!((p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch), (1, vec![1, 2], 3, 11));
+    }
+
+    #[test]
+    fn the_last_in_sync_replica_goes_offline_and_comes_back_as_leader() {
+        let img = image(&[(1, false), (2, false), (3, false)], &[1, 2, 3], &[2], 2);
+        let records = plan_fence_broker(&img, 2);
+        let p = applied(img.clone(), &records);
+        // No unclean election: 1 and 3 are alive but out of sync.
+        assert_eq!((p.leader, p.isr.clone()), (-1, vec![2]));
+        let mut fenced = img.clone();
+        records.iter().for_each(|r| fenced.apply(r));
+        let p = applied(fenced.clone(), &plan_unfence_broker(&fenced, 2));
+        assert_eq!((p.leader, p.isr, p.leader_epoch), (2, vec![2], 5));
+    }
+
+    #[test]
+    fn a_restarted_broker_gives_up_leadership_until_unfenced() {
+        let img = image(&[(1, false), (2, false)], &[1, 2], &[1, 2], 1);
+        let records = plan_register_broker(&img, 1, Uuid::from_u128(99), "h", 1, None);
+        let p = applied(img.clone(), &records);
+        assert_eq!((p.leader, p.isr), (2, vec![2]));
+        // The same process registering again changes nothing.
+        let mut registered = img.clone();
+        records.iter().for_each(|r| registered.apply(r));
+        assert!(plan_register_broker(&registered, 1, Uuid::from_u128(99), "h", 1, None).is_empty());
+    }
+
+    #[test]
+    fn alter_partition_checks_epochs_membership_and_liveness() {
+        let img = image(&[(1, false), (2, false), (3, true)], &[1, 2, 3], &[1], 1);
+        let p = applied(img.clone(), &plan_alter_partition(&img, TOPIC, 0, 1, 3, 10, &[2, 1]).unwrap());
+        assert_eq!((p.isr, p.partition_epoch), (vec![1, 2], 11));
+        assert_eq!(plan_alter_partition(&img, TOPIC, 0, 1, 2, 10, &[1, 2]), Err(AlterPartitionError::FencedLeaderEpoch { requested: 2, current: 3 }));
+        assert_eq!(plan_alter_partition(&img, TOPIC, 0, 1, 3, 9, &[1, 2]), Err(AlterPartitionError::InvalidUpdateVersion { requested: 9, current: 10 }));
+        assert_eq!(plan_alter_partition(&img, TOPIC, 0, 2, 3, 10, &[1, 2]), Err(AlterPartitionError::NotLeader(2)));
+        assert!(matches!(plan_alter_partition(&img, TOPIC, 0, 1, 3, 10, &[1, 3]), Err(AlterPartitionError::InvalidIsr(_))));
+        assert!(matches!(plan_alter_partition(&img, TOPIC, 0, 1, 3, 10, &[2]), Err(AlterPartitionError::InvalidIsr(_))));
+        assert!(matches!(plan_alter_partition(&img, TOPIC, 0, 1, 3, 10, &[1, 4]), Err(AlterPartitionError::InvalidIsr(_))));
+        assert_eq!(plan_alter_partition(&img, TOPIC, 1, 1, 3, 10, &[1]), Err(AlterPartitionError::UnknownPartition));
+    }
+
+    #[test]
+    fn preferred_election_needs_a_live_in_sync_preferred_replica() {
+        let img = image(&[(1, false), (2, false)], &[1, 2], &[1, 2], 2);
+        let p = applied(img.clone(), &plan_elect_preferred(&img, "t", 0).unwrap());
+        assert_eq!((p.leader, p.leader_epoch), (1, 4));
+        let led = image(&[(1, false), (2, false)], &[1, 2], &[1, 2], 1);
+        assert!(matches!(plan_elect_preferred(&led, "t", 0), Err(ControllerError::ElectionNotNeeded)));
+        let out_of_sync = image(&[(1, false), (2, false)], &[1, 2], &[2], 2);
+        assert!(matches!(plan_elect_preferred(&out_of_sync, "t", 0), Err(ControllerError::PreferredLeaderNotAvailable(_))));
+    }
+}
