@@ -7,8 +7,12 @@
 - `fresh_broker`: a process of the test's own, for tests that restart it.
 - `broker_factory`: starts processes of the test's own with extra arguments.
 - `topic`: a topic name unique to the test.
-Every failing test that used a broker gets the tail of that broker's log
-attached to its report.
+- `cluster`: a fresh 3-node odradek cluster (harness/cluster.py) of the
+  test's own, --dev, with short failover timings, already formed.
+- `cluster_factory(props=..., network=...)`: clusters with extra broker
+  properties or network="netns" (isolate()/heal()).
+Every failing test that used a broker or a cluster gets the tail of its
+log(s) attached to its report.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.broker import BrokerProcess  # noqa: E402
+from harness.cluster import Cluster, detect_cluster_support  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_cluster: starts a real 3-node odradek cluster")
 
 
 def _new_broker(tmp_path_factory, name: str, **kwargs) -> BrokerProcess:
@@ -80,6 +89,36 @@ def broker_factory(tmp_path_factory):
 
 
 @pytest.fixture
+def cluster_factory(tmp_path_factory, request):
+    """start(props={...}, network="loopback"|"netns"|"auto") -> a formed
+    3-node cluster of the test's own; all are torn down at the end."""
+    started: list[Cluster] = []
+
+    def start(props: dict | None = None, network: str = "loopback", **kwargs) -> Cluster:
+        ok, reason = detect_cluster_support(kwargs.get("binary"))
+        if not ok:
+            # TEMPORARY while the cluster is being built: to be turned into
+            # pytest.fail once the broker has clustering (CLUSTER-READY).
+            pytest.skip(f"cluster not available yet: {reason}")
+        base = tmp_path_factory.mktemp("cluster")
+        c = Cluster(base, props=props, network=network, **kwargs)
+        started.append(c)
+        request.node._odradek_clusters = list(started)
+        c.start_all()
+        return c
+
+    yield start
+    for c in started:
+        c.shutdown()
+
+
+@pytest.fixture
+def cluster(cluster_factory) -> Cluster:
+    """A fresh, formed 3-node cluster (loopback, --dev, short timings)."""
+    return cluster_factory()
+
+
+@pytest.fixture
 def topic(request) -> str:
     """A topic name unique to this test (Kafka allows [a-zA-Z0-9._-])."""
     stem = re.sub(r"[^a-zA-Z0-9._-]+", "-", request.node.name)[:120].strip("-")
@@ -93,4 +132,7 @@ def pytest_runtest_makereport(item, call):
         brokers = {id(v): v for v in getattr(item, "funcargs", {}).values() if isinstance(v, BrokerProcess)}
         for b in brokers.values():
             report.sections.append((f"odradek log {b.log_path}", b.log_tail(80)))
+        for c in getattr(item, "_odradek_clusters", []):
+            for title, tail in c.log_tails(60):
+                report.sections.append((f"odradek cluster {title}", tail))
     return report

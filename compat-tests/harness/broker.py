@@ -59,6 +59,8 @@ class BrokerProcess:
         dev: bool | None = None,
         extra_args: list[str] | None = None,
         binary: Path | None = None,
+        host: str = "127.0.0.1",
+        command_prefix: list[str] | None = None,
     ):
         self.binary = Path(binary) if binary else broker_binary()
         self.data_dir = Path(data_dir)
@@ -70,11 +72,17 @@ class BrokerProcess:
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.log_path: Path | None = None
+        # Cluster nodes may listen on another local address (a network
+        # namespace's) and run under a prefix such as `ip netns exec NS`,
+        # which execs the broker (so self.pid is still the broker's pid).
+        self._host = host
+        self.command_prefix = list(command_prefix or [])
+        self.paused = False
 
     # -- addresses -------------------------------------------------------
     @property
     def host(self) -> str:
-        return "127.0.0.1"
+        return self._host
 
     @property
     def bootstrap(self) -> str:
@@ -86,7 +94,7 @@ class BrokerProcess:
         return self.proc.pid
 
     def command(self) -> list[str]:
-        cmd = [str(self.binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir)]
+        cmd = self.command_prefix + [str(self.binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir)]
         if self.dev:
             cmd.append("--dev")
         return cmd + self.extra_args
@@ -95,6 +103,13 @@ class BrokerProcess:
     def start(self, timeout_s: float = START_TIMEOUT_S) -> float:
         """Start the process and wait until it answers ApiVersions.
         Returns the seconds it took to become ready."""
+        started = self.launch()
+        self.wait_ready(timeout_s, started)
+        return time.monotonic() - started
+
+    def launch(self) -> float:
+        """Start the process without waiting for it (the nodes of a cluster
+        start together). Returns the time.monotonic() of the start."""
         if not self.binary.exists():
             raise BrokerStartError(f"broker binary {self.binary} does not exist (run `cargo build`)")
         if self.running():
@@ -115,8 +130,8 @@ class BrokerProcess:
             )
         finally:
             log.close()
-        self.wait_ready(timeout_s, started)
-        return time.monotonic() - started
+        self.paused = False
+        return started
 
     def wait_ready(self, timeout_s: float, started: float | None = None) -> None:
         started = time.monotonic() if started is None else started
@@ -149,6 +164,8 @@ class BrokerProcess:
             return None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+            if self.paused:  # a stopped process only acts on SIGTERM once continued
+                self.resume()
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -164,6 +181,21 @@ class BrokerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes (no heartbeats, no answers) with its
+        sockets open, like a long GC pause or a hung VM."""
+        if self.running() and not self.paused:
+            self.proc.send_signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        if self.proc is not None and self.paused:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGCONT)
+            self.paused = False
 
     def restart(self, hard: bool = False, timeout_s: float = START_TIMEOUT_S) -> float:
         """Stop (SIGTERM, or SIGKILL when hard) and start again on the same

@@ -1,0 +1,187 @@
+"""Unit tests of the chaos checker on synthetic histories: a clean history
+passes, and each kind of violation is caught (so the checker can fail)."""
+
+from __future__ import annotations
+
+import pytest
+from chaos_checker import (
+    Ack,
+    Attempt,
+    Failure,
+    Window,
+    check,
+    decode_value,
+    encode_value,
+    find_minority_acks,
+    unavailability,
+)
+
+
+def history(n_producers=2, n=10, partitions=2, t0=100.0, dt=0.1):
+    """Every producer writes n records round robin over the partitions; all
+    are acked at consecutive offsets, and the log holds exactly them."""
+    attempts, acks = [], []
+    log: dict[int, list] = {p: [] for p in range(partitions)}
+    t = t0
+    for seq in range(n):
+        for producer in range(n_producers):
+            p = seq % partitions
+            attempts.append(Attempt(producer, seq, p, t))
+            offset = len(log[p])
+            log[p].append((offset, encode_value(producer, seq)))
+            acks.append(Ack(producer, seq, p, offset, t + 0.01))
+            t += dt
+    return attempts, acks, log
+
+
+def test_value_round_trip():
+    assert decode_value(encode_value(7, 123456, pad=10)) == (7, 123456)
+    assert decode_value(b"something else") is None
+    assert decode_value(None) is None
+
+
+def test_clean_history_passes():
+    attempts, acks, log = history()
+    r = check(attempts, acks, [], log, producing=(100.0, 102.0))
+    assert r.ok, r.format()
+    assert r.safety_counts() == {"lost": 0, "duplicated": 0, "reordered": 0, "minority_acks": 0, "phantoms": 0}
+    assert (r.produced, r.acknowledged, r.stored, r.unresolved) == (20, 20, 20, 0)
+
+
+def test_missing_acked_record_is_lost():
+    attempts, acks, log = history()
+    del log[1][-1]  # the tail of partition 1 is gone (e.g. truncated by a bad election)
+    r = check(attempts, acks, [], log)
+    assert not r.ok
+    assert len(r.lost) == 1
+    producer, seq, partition, offset, there = r.lost[0]
+    assert partition == 1 and offset == len(log[1]) and "nothing" in there
+
+
+def test_overwritten_acked_record_is_lost_and_located():
+    attempts, acks, log = history()
+    # offset 2 of partition 0 now holds another producer's record; the acked one moved to the end
+    moved = log[0][2]
+    log[0][2] = (2, encode_value(9, 999))
+    attempts.append(Attempt(9, 999, 0, 101.0))
+    log[0].append((len(log[0]), moved[1]))
+    r = check(attempts, acks, [], log)
+    assert len(r.lost) == 1 and "chaos:0009:0000000999" in r.lost[0][4]
+    assert "the record is at [(0, " in r.lost[0][4]
+
+
+def test_unacked_record_missing_is_fine():
+    attempts, acks, log = history()
+    # the last record of producer 1 failed and is not in the log
+    last = max((a for a in acks if a.producer == 1), key=lambda a: a.seq)
+    acks.remove(last)
+    log[last.partition] = [(o, v) for o, v in log[last.partition] if o != last.offset]
+    failures = [Failure(1, last.seq, last.partition, 105.0, "Local: Message timed out")]
+    r = check(attempts, acks, failures, log)
+    assert r.ok, r.format()
+    assert r.failed == 1 and r.failure_kinds == {"Local: Message timed out": 1}
+
+
+def test_duplicate_is_caught():
+    attempts, acks, log = history()
+    log[0].append((len(log[0]), log[0][0][1]))
+    r = check(attempts, acks, [], log)
+    assert len(r.duplicated) == 1 and not r.lost
+    (key, places) = r.duplicated[0]
+    assert places == [(0, 0), (0, len(log[0]) - 1)]
+
+
+def test_duplicate_across_partitions_is_caught():
+    attempts, acks, log = history()
+    log[1].append((len(log[1]), log[0][0][1]))
+    assert len(check(attempts, acks, [], log).duplicated) == 1
+
+
+def test_reorder_is_caught():
+    attempts, acks, log = history()
+    # swap two records of producer 0 in partition 0 (offsets 0 and 2) and their acks
+    (o0, v0), (o2, v2) = log[0][0], log[0][2]
+    log[0][0], log[0][2] = (o0, v2), (o2, v0)
+    acks = [
+        Ack(a.producer, a.seq, a.partition, {o0: o2, o2: o0}.get(a.offset, a.offset), a.t_ack)
+        if a.partition == 0 and a.offset in (o0, o2)
+        else a
+        for a in acks
+    ]
+    r = check(attempts, acks, [], log)
+    assert not r.lost and not r.duplicated
+    assert len(r.reordered) >= 1
+    assert r.reordered[0][:2] == (decode_value(v2)[0], 0)
+
+
+def test_other_producers_interleaving_is_not_a_reorder():
+    log = {0: [(0, encode_value(1, 5)), (1, encode_value(2, 0)), (2, encode_value(1, 6)), (3, encode_value(2, 1))]}
+    attempts = [Attempt(1, 5, 0, 0), Attempt(2, 0, 0, 0), Attempt(1, 6, 0, 0), Attempt(2, 1, 0, 0)]
+    assert check(attempts, [], [], log).reordered == []
+
+
+def test_phantom_value_is_caught():
+    attempts, acks, log = history()
+    log[0].append((len(log[0]), b"garbage"))
+    log[1].append((len(log[1]), encode_value(42, 1)))  # well-formed, never produced
+    assert len(check(attempts, acks, [], log).phantoms) == 2
+
+
+def test_ack_inside_minority_window_is_caught_after_grace():
+    attempts = [Attempt(0, 0, 0, 10.0), Attempt(0, 1, 0, 10.0), Attempt(0, 2, 0, 10.0)]
+    w = Window(start=20.0, end=30.0, what="kill 2,3")
+    acks = [
+        Ack(0, 0, 0, 0, 20.5),  # within the grace: an ack already on its way
+        Ack(0, 1, 0, 1, 25.0),  # under min.insync.replicas: a violation
+        Ack(0, 2, 0, 2, 31.0),  # after the window
+    ]
+    violations, allowed = find_minority_acks(attempts, acks, [w], grace_s=1.0, delivery_deadline_s=5.0)
+    assert [(v[0], v[1], v[5]) for v in violations] == [(0, 1, "acked in window")]
+    assert allowed == 0
+
+
+def test_record_produced_in_window_and_given_up_must_not_be_acked():
+    w = Window(start=20.0, end=40.0)
+    attempts = [
+        Attempt(0, 0, 0, 22.0),  # produced early in the window: its client gave up at 22 + 8 < 40
+        Attempt(0, 1, 0, 35.0),  # produced near the end: may legitimately be retried after the window
+        Attempt(0, 2, 0, 20.2),  # produced within the grace
+    ]
+    acks = [Ack(0, 0, 0, 0, 41.0), Ack(0, 1, 0, 1, 41.0), Ack(0, 2, 0, 2, 41.0)]
+    violations, allowed = find_minority_acks(attempts, acks, [w], grace_s=1.0, delivery_deadline_s=8.0)
+    assert [(v[1], v[5]) for v in violations] == [(0, "produced in window, given up before it closed")]
+    assert allowed == 1
+    r = check(attempts, acks, [], {0: [(0, encode_value(0, 0)), (1, encode_value(0, 1)), (2, encode_value(0, 2))]},
+              windows=[w], grace_s=1.0, delivery_deadline_s=8.0)
+    assert r.safety_counts()["minority_acks"] == 1 and not r.ok
+
+
+def test_failures_in_window_are_what_we_want():
+    w = Window(start=20.0, end=40.0)
+    attempts = [Attempt(0, s, 0, 21.0 + s) for s in range(5)]
+    failures = [Failure(0, s, 0, 30.0 + s, "Broker: Not enough in-sync replicas") for s in range(5)]
+    r = check(attempts, [], failures, {0: []}, windows=[w], delivery_deadline_s=8.0)
+    assert r.ok and r.failed == 5
+
+
+@pytest.mark.parametrize(
+    "acks,expected",
+    [
+        ([], (10.0, (0.0, 10.0))),
+        ([1.0, 2.0, 7.5, 8.0], (5.5, (2.0, 7.5))),
+        ([0.5, 9.0], (8.5, (0.5, 9.0))),
+        ([1.0, 2.0], (8.0, (2.0, 10.0))),  # the end counts: nothing acked after t=2
+    ],
+)
+def test_unavailability(acks, expected):
+    longest, at, gaps = unavailability(acks, 0.0, 10.0)
+    assert (round(longest, 6), at) == expected
+    assert gaps[0][0] == longest
+
+
+def test_report_format_mentions_violations():
+    attempts, acks, log = history()
+    del log[0][0]
+    r = check(attempts, acks, [], log, producing=(100.0, 103.0))
+    text = r.format(t0=100.0)
+    assert "VIOLATED" in text and "lost (first" in text
