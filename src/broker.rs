@@ -204,9 +204,9 @@ impl Broker {
         self.execute(command).await.map(drop)
     }
 
-    /// ElectLeaders (preferred) for one partition.
-    pub async fn elect_preferred_leader(&self, topic: &str, partition: i32) -> Result<(), ControllerError> {
-        self.execute(Command::ElectPreferredLeader { topic: topic.to_string(), partition }).await.map(drop)
+    /// ElectLeaders for one partition: preferred, or unclean (an offline partition to any live replica).
+    pub async fn elect_leader(&self, topic: &str, partition: i32, unclean: bool) -> Result<(), ControllerError> {
+        self.execute(Command::ElectLeader { topic: topic.to_string(), partition, unclean }).await.map(drop)
     }
 
     /// Hands out a producer id, asking the controller for a new block when the current one is used up.

@@ -201,6 +201,25 @@ pub fn plan_elect_preferred(image: &MetadataImage, topic: &str, partition: i32) 
     Ok(vec![partition_record(t.topic_id, partition as usize, &next)])
 }
 
+/// ElectLeaders (unclean): an offline partition (no live in-sync replica) goes to its first live replica,
+/// which becomes the whole ISR. Records written only to the lost replicas are gone, as in Kafka.
+pub fn plan_elect_unclean(image: &MetadataImage, topic: &str, partition: i32) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let t = image.topic(topic).ok_or_else(|| ControllerError::UnknownTopic(topic.to_string()))?;
+    let p = usize::try_from(partition).ok().and_then(|i| t.partitions.get(i)).ok_or_else(|| ControllerError::UnknownTopic(topic.to_string()))?;
+    if p.leader >= 0 {
+        return Err(ControllerError::ElectionNotNeeded);
+    }
+    let Some(leader) = p.replicas.iter().copied().find(|&b| image.is_live(b)) else {
+        return Err(ControllerError::EligibleLeadersNotAvailable(format!("no replica of {topic}-{partition} is alive")));
+    };
+    let mut next = p.clone();
+    next.leader = leader;
+    next.isr = vec![leader];
+    next.leader_epoch += 1;
+    next.partition_epoch += 1;
+    Ok(vec![partition_record(t.topic_id, partition as usize, &next)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +312,16 @@ mod tests {
         assert!(matches!(plan_elect_preferred(&led, "t", 0), Err(ControllerError::ElectionNotNeeded)));
         let out_of_sync = image(&[(1, false), (2, false)], &[1, 2], &[2], 2);
         assert!(matches!(plan_elect_preferred(&out_of_sync, "t", 0), Err(ControllerError::PreferredLeaderNotAvailable(_))));
+    }
+
+    #[test]
+    fn unclean_election_takes_any_live_replica_of_an_offline_partition() {
+        let offline = image(&[(1, false), (2, true)], &[2, 1], &[2], -1);
+        let p = applied(offline.clone(), &plan_elect_unclean(&offline, "t", 0).unwrap());
+        assert_eq!((p.leader, p.isr, p.leader_epoch), (1, vec![1], 4));
+        let online = image(&[(1, false), (2, false)], &[2, 1], &[2], 2);
+        assert!(matches!(plan_elect_unclean(&online, "t", 0), Err(ControllerError::ElectionNotNeeded)));
+        let dead = image(&[(1, true), (2, true)], &[2, 1], &[2], -1);
+        assert!(matches!(plan_elect_unclean(&dead, "t", 0), Err(ControllerError::EligibleLeadersNotAvailable(_))));
     }
 }

@@ -26,7 +26,8 @@ pub enum Command {
     /// `want_shutdown`: controlled shutdown; the controller moves the broker's leaderships and fences it.
     BrokerHeartbeat { broker: i32, incarnation: Uuid, want_shutdown: bool },
     AlterPartition { topic_id: Uuid, partition: i32, leader: i32, leader_epoch: i32, partition_epoch: i32, new_isr: Vec<i32> },
-    ElectPreferredLeader { topic: String, partition: i32 },
+    /// ElectLeaders: preferred, or `unclean` (an offline partition to any live replica).
+    ElectLeader { topic: String, partition: i32, unclean: bool },
 }
 
 /// What a committed command answers beyond success.
@@ -48,7 +49,7 @@ const ALLOCATE_PRODUCER_IDS: u8 = 6;
 const REGISTER_BROKER: u8 = 7;
 const BROKER_HEARTBEAT: u8 = 8;
 const ALTER_PARTITION: u8 = 9;
-const ELECT_PREFERRED_LEADER: u8 = 10;
+const ELECT_LEADER: u8 = 10;
 
 fn put_i32(out: &mut Vec<u8>, v: i32) {
     out.put_i32(v);
@@ -205,10 +206,11 @@ impl Command {
                 put_i32(&mut out, *partition_epoch);
                 put_i32s(&mut out, new_isr);
             }
-            Command::ElectPreferredLeader { topic, partition } => {
-                out.put_u8(ELECT_PREFERRED_LEADER);
+            Command::ElectLeader { topic, partition, unclean } => {
+                out.put_u8(ELECT_LEADER);
                 out.put_string(topic);
                 put_i32(&mut out, *partition);
+                out.put_bool(*unclean);
             }
         }
         out
@@ -289,7 +291,7 @@ impl Command {
                 partition_epoch: get_i32(&mut r)?,
                 new_isr: get_i32s(&mut r)?,
             },
-            ELECT_PREFERRED_LEADER => Command::ElectPreferredLeader { topic: r.string()?, partition: get_i32(&mut r)? },
+            ELECT_LEADER => Command::ElectLeader { topic: r.string()?, partition: get_i32(&mut r)?, unclean: r.bool()? },
             other => return Err(DecodeError(format!("command kind {other}"))),
         };
         r.finish()?;
@@ -390,7 +392,7 @@ mod tests {
             Command::RegisterBroker { broker: 2, incarnation: id, host: "h".into(), port: 9093, rack: Some("r".into()) },
             Command::BrokerHeartbeat { broker: 2, incarnation: id, want_shutdown: true },
             Command::AlterPartition { topic_id: id, partition: 1, leader: 2, leader_epoch: 3, partition_epoch: 4, new_isr: vec![2, 1] },
-            Command::ElectPreferredLeader { topic: "t".into(), partition: 0 },
+            Command::ElectLeader { topic: "t".into(), partition: 0, unclean: true },
         ];
         for command in commands {
             let encoded = command.encode();

@@ -78,6 +78,8 @@ pub enum ControllerError {
     ElectionNotNeeded,
     #[error("{0}")]
     PreferredLeaderNotAvailable(String),
+    #[error("{0}")]
+    EligibleLeadersNotAvailable(String),
 }
 
 impl ControllerError {

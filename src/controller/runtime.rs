@@ -288,7 +288,8 @@ impl Shared {
             Command::AlterPartition { topic_id, partition, leader, leader_epoch, partition_epoch, new_isr } => {
                 done(cluster::plan_alter_partition(image, *topic_id, *partition, *leader, *leader_epoch, *partition_epoch, new_isr)?)
             }
-            Command::ElectPreferredLeader { topic, partition } => done(cluster::plan_elect_preferred(image, topic, *partition)?),
+            Command::ElectLeader { topic, partition, unclean: false } => done(cluster::plan_elect_preferred(image, topic, *partition)?),
+            Command::ElectLeader { topic, partition, unclean: true } => done(cluster::plan_elect_unclean(image, topic, *partition)?),
         }
     }
 

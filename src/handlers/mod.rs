@@ -9,6 +9,8 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_log_dirs;
+pub mod elect_leaders;
 pub mod alter_configs;
 pub mod incremental_alter_configs;
 pub mod fetch;
@@ -87,6 +89,8 @@ api_table! {
     CreatePartitions => create_partitions(CreatePartitionsRequest),
     IncrementalAlterConfigs => incremental_alter_configs(IncrementalAlterConfigsRequest),
     DescribeCluster => describe_cluster(DescribeClusterRequest),
+    DescribeLogDirs => describe_log_dirs(DescribeLogDirsRequest),
+    ElectLeaders => elect_leaders(ElectLeadersRequest),
     FindCoordinator => find_coordinator(FindCoordinatorRequest),
     JoinGroup => join_group(JoinGroupRequest),
     SyncGroup => sync_group(SyncGroupRequest),
@@ -129,7 +133,7 @@ always_replies!(
     FetchResponse, ListOffsetsResponse, MetadataResponse, ApiVersionsResponse,
     CreateTopicsResponse, DeleteTopicsResponse, DeleteRecordsResponse, InitProducerIdResponse,
     OffsetForLeaderEpochResponse, DescribeConfigsResponse, AlterConfigsResponse, CreatePartitionsResponse,
-    IncrementalAlterConfigsResponse, DescribeClusterResponse,
+    IncrementalAlterConfigsResponse, DescribeClusterResponse, DescribeLogDirsResponse, ElectLeadersResponse,
     FindCoordinatorResponse, JoinGroupResponse, SyncGroupResponse, HeartbeatResponse, LeaveGroupResponse,
     OffsetCommitResponse, OffsetFetchResponse, DescribeGroupsResponse, ListGroupsResponse, DeleteGroupsResponse,
     OffsetDeleteResponse, ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse,

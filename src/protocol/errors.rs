@@ -89,6 +89,7 @@ impl KafkaCode for ControllerError {
             ControllerError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,
             ControllerError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
             ControllerError::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
+            ControllerError::EligibleLeadersNotAvailable(_) => ResponseError::EligibleLeadersNotAvailable,
         }
     }
 }
