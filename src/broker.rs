@@ -209,6 +209,11 @@ impl Broker {
         self.execute(Command::ElectLeader { topic: topic.to_string(), partition, unclean }).await.map(drop)
     }
 
+    /// AlterPartitionReassignments for one partition (`None` cancels).
+    pub async fn reassign_partition(&self, topic: &str, partition: i32, target: Option<Vec<i32>>) -> Result<(), ControllerError> {
+        self.execute(Command::Reassign { topic: topic.to_string(), partition, target }).await.map(drop)
+    }
+
     /// Hands out a producer id, asking the controller for a new block when the current one is used up.
     pub async fn allocate_producer_id(&self) -> Result<i64, ControllerError> {
         let mut block = self.producer_ids.lock().await;

@@ -36,6 +36,8 @@ fn partition_record(topic_id: Uuid, index: usize, p: &PartitionImage) -> Metadat
         leader: p.leader,
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
+        adding: p.adding.clone(),
+        removing: p.removing.clone(),
     }
 }
 
@@ -176,8 +178,74 @@ pub fn plan_alter_partition(
     if next.isr == p.isr {
         return Ok(Vec::new());
     }
+    complete_reassignment_if_caught_up(image, &mut next);
     next.partition_epoch += 1;
     Ok(vec![partition_record(topic_id, index, &next)])
+}
+
+/// A reassignment completes once every target replica is in the ISR: the replicas become the target, removed
+/// replicas leave the ISR, and a leader that is being removed hands over to an in-sync target replica.
+fn complete_reassignment_if_caught_up(image: &MetadataImage, p: &mut PartitionImage) {
+    if !p.is_reassigning() {
+        return;
+    }
+    let target = p.target_replicas();
+    if !target.iter().all(|b| p.isr.contains(b)) {
+        return;
+    }
+    p.isr.retain(|b| target.contains(b));
+    p.replicas = target;
+    p.adding.clear();
+    p.removing.clear();
+    if !p.replicas.contains(&p.leader) {
+        p.leader = elect_from_isr(image, p, None);
+        p.leader_epoch += 1;
+    }
+}
+
+/// AlterPartitionReassignments for one partition: `Some(target)` moves the partition to those replicas (the
+/// new ones join as followers, catch up and enter the ISR; then the old ones are dropped); `None` cancels an
+/// ongoing reassignment, going back to the original replicas.
+pub fn plan_reassign(image: &MetadataImage, topic: &str, partition: i32, target: Option<&[i32]>) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let t = image.topic(topic).ok_or_else(|| ControllerError::UnknownTopic(topic.to_string()))?;
+    let index = usize::try_from(partition).ok().filter(|&i| i < t.partitions.len()).ok_or_else(|| ControllerError::UnknownTopic(topic.to_string()))?;
+    let p = &t.partitions[index];
+    let original: Vec<i32> = p.replicas.iter().copied().filter(|b| !p.adding.contains(b)).collect();
+    let mut next = p.clone();
+    match target {
+        None => {
+            if !p.is_reassigning() {
+                return Err(ControllerError::NoReassignmentInProgress(format!("no reassignment of {topic}-{partition} is in progress")));
+            }
+            next.replicas = original.clone();
+            next.adding.clear();
+            next.removing.clear();
+            let kept: Vec<i32> = p.isr.iter().copied().filter(|b| original.contains(b)).collect();
+            if !kept.is_empty() {
+                next.isr = kept;
+            }
+            if !next.replicas.contains(&next.leader) {
+                next.leader = elect_from_isr(image, &next, None);
+                next.leader_epoch += 1;
+            }
+        }
+        Some(target) => {
+            super::check_replica_list(image, target)?;
+            if target == original.as_slice() && !p.is_reassigning() {
+                return Ok(Vec::new());
+            }
+            // The target first (its first replica is the new preferred leader), then the originals leaving.
+            let mut replicas = target.to_vec();
+            replicas.extend(original.iter().copied().filter(|b| !target.contains(b)));
+            next.adding = target.iter().copied().filter(|b| !original.contains(b)).collect();
+            next.removing = original.iter().copied().filter(|b| !target.contains(b)).collect();
+            next.replicas = replicas;
+            next.isr.retain(|b| original.contains(b));
+            complete_reassignment_if_caught_up(image, &mut next);
+        }
+    }
+    next.partition_epoch += 1;
+    Ok(vec![partition_record(t.topic_id, index, &next)])
 }
 
 /// ElectLeaders (preferred): moves leadership to the first replica where it is in the ISR and live.
@@ -241,6 +309,8 @@ mod tests {
             leader,
             leader_epoch: 3,
             partition_epoch: 10,
+            adding: vec![],
+            removing: vec![],
         });
         image
     }
@@ -312,6 +382,27 @@ mod tests {
         assert!(matches!(plan_elect_preferred(&led, "t", 0), Err(ControllerError::ElectionNotNeeded)));
         let out_of_sync = image(&[(1, false), (2, false)], &[1, 2], &[2], 2);
         assert!(matches!(plan_elect_preferred(&out_of_sync, "t", 0), Err(ControllerError::PreferredLeaderNotAvailable(_))));
+    }
+
+    #[test]
+    fn a_reassignment_adds_then_drops_replicas_once_the_new_ones_are_in_sync() {
+        let img = image(&[(1, false), (2, false), (3, false), (4, false)], &[1, 2, 3], &[1, 2, 3], 1);
+        let mut moving = img.clone();
+        plan_reassign(&img, "t", 0, Some(&[4, 2, 3])).unwrap().iter().for_each(|r| moving.apply(r));
+        let p = moving.topics["t"].partitions[0].clone();
+        assert_eq!((p.replicas.clone(), p.adding.clone(), p.removing.clone(), p.isr.clone()), (vec![4, 2, 3, 1], vec![4], vec![1], vec![1, 2, 3]));
+        // The leader (1) takes 4 into the ISR: the reassignment completes and leadership leaves 1.
+        let done = applied(moving.clone(), &plan_alter_partition(&moving, TOPIC, 0, 1, 3, p.partition_epoch, &[1, 2, 3, 4]).unwrap());
+        assert_eq!((done.replicas, done.isr, done.adding, done.removing), (vec![4, 2, 3], vec![4, 2, 3], vec![], vec![]));
+        assert_eq!((done.leader, done.leader_epoch), (4, 4));
+        // Cancelling goes back to the original replicas.
+        let cancelled = applied(moving.clone(), &plan_reassign(&moving, "t", 0, None).unwrap());
+        assert_eq!((cancelled.replicas, cancelled.adding, cancelled.leader), (vec![2, 3, 1], vec![], 1));
+        assert!(matches!(plan_reassign(&img, "t", 0, None), Err(ControllerError::NoReassignmentInProgress(_))));
+        assert!(matches!(plan_reassign(&img, "t", 0, Some(&[1, 9])), Err(ControllerError::InvalidReplicaAssignment(_))));
+        // Shrinking to in-sync replicas completes at once.
+        let shrunk = applied(img.clone(), &plan_reassign(&img, "t", 0, Some(&[2, 3])).unwrap());
+        assert_eq!((shrunk.replicas, shrunk.isr, shrunk.leader), (vec![2, 3], vec![2, 3], 2));
     }
 
     #[test]

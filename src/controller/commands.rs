@@ -28,6 +28,8 @@ pub enum Command {
     AlterPartition { topic_id: Uuid, partition: i32, leader: i32, leader_epoch: i32, partition_epoch: i32, new_isr: Vec<i32> },
     /// ElectLeaders: preferred, or `unclean` (an offline partition to any live replica).
     ElectLeader { topic: String, partition: i32, unclean: bool },
+    /// AlterPartitionReassignments for one partition; `target: None` cancels.
+    Reassign { topic: String, partition: i32, target: Option<Vec<i32>> },
 }
 
 /// What a committed command answers beyond success.
@@ -50,6 +52,7 @@ const REGISTER_BROKER: u8 = 7;
 const BROKER_HEARTBEAT: u8 = 8;
 const ALTER_PARTITION: u8 = 9;
 const ELECT_LEADER: u8 = 10;
+const REASSIGN: u8 = 11;
 
 fn put_i32(out: &mut Vec<u8>, v: i32) {
     out.put_i32(v);
@@ -212,6 +215,15 @@ impl Command {
                 put_i32(&mut out, *partition);
                 out.put_bool(*unclean);
             }
+            Command::Reassign { topic, partition, target } => {
+                out.put_u8(REASSIGN);
+                out.put_string(topic);
+                put_i32(&mut out, *partition);
+                out.put_bool(target.is_some());
+                if let Some(target) = target {
+                    put_i32s(&mut out, target);
+                }
+            }
         }
         out
     }
@@ -292,6 +304,11 @@ impl Command {
                 new_isr: get_i32s(&mut r)?,
             },
             ELECT_LEADER => Command::ElectLeader { topic: r.string()?, partition: get_i32(&mut r)?, unclean: r.bool()? },
+            REASSIGN => Command::Reassign {
+                topic: r.string()?,
+                partition: get_i32(&mut r)?,
+                target: if r.bool()? { Some(get_i32s(&mut r)?) } else { None },
+            },
             other => return Err(DecodeError(format!("command kind {other}"))),
         };
         r.finish()?;
@@ -393,6 +410,8 @@ mod tests {
             Command::BrokerHeartbeat { broker: 2, incarnation: id, want_shutdown: true },
             Command::AlterPartition { topic_id: id, partition: 1, leader: 2, leader_epoch: 3, partition_epoch: 4, new_isr: vec![2, 1] },
             Command::ElectLeader { topic: "t".into(), partition: 0, unclean: true },
+            Command::Reassign { topic: "t".into(), partition: 1, target: Some(vec![3, 1]) },
+            Command::Reassign { topic: "t".into(), partition: 1, target: None },
         ];
         for command in commands {
             let encoded = command.encode();

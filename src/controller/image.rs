@@ -15,6 +15,20 @@ pub struct PartitionImage {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// An ongoing reassignment: replicas being added (catching up) and replicas to remove once they have.
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// The replicas a reassignment is heading for (all replicas when none is ongoing).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas.iter().copied().filter(|b| !self.removing.contains(b)).collect()
+    }
+
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
 }
 
 /// A registered broker as clients and peers see it.
@@ -108,6 +122,8 @@ impl MetadataImage {
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
                 partition_epoch: p.partition_epoch,
+                adding: p.adding.clone(),
+                removing: p.removing.clone(),
             }));
             records.extend(topic.configs.iter().map(|(name, value)| MetadataRecord::Config {
                 resource: ConfigResource::Topic(topic.name.clone()),
@@ -140,7 +156,7 @@ impl MetadataImage {
                     TopicImage { name: name.clone(), topic_id: *topic_id, partitions: Vec::new(), configs: BTreeMap::new() },
                 );
             }
-            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch } => {
+            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch, adding, removing } => {
                 let Some(name) = self.topic_names.get(topic_id) else { return };
                 let Some(topic) = self.topics.get_mut(name) else { return };
                 let image = PartitionImage {
@@ -149,6 +165,8 @@ impl MetadataImage {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
+                    adding: adding.clone(),
+                    removing: removing.clone(),
                 };
                 let index = *partition as usize;
                 if index < topic.partitions.len() {
@@ -213,8 +231,8 @@ mod tests {
             MetadataRecord::BrokerFencing { broker: 2, fenced: false },
             MetadataRecord::ClusterId { id: "cluster".into() },
             MetadataRecord::RegisterBroker { broker: 1, incarnation: id, host: "h".into(), port: 2, rack: Some("r".into()) },
-            MetadataRecord::Partition { topic_id: id, partition: 0, replicas: vec![1, 2], isr: vec![2], leader: 2, leader_epoch: 3, partition_epoch: 5 },
-            MetadataRecord::Partition { topic_id: id, partition: 1, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0 },
+            MetadataRecord::Partition { topic_id: id, partition: 0, replicas: vec![1, 2], isr: vec![2], leader: 2, leader_epoch: 3, partition_epoch: 5, adding: vec![], removing: vec![2] },
+            MetadataRecord::Partition { topic_id: id, partition: 1, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, adding: vec![], removing: vec![] },
             MetadataRecord::Config { resource: ConfigResource::Topic("t".into()), name: "retention.ms".into(), value: Some("5".into()) },
             MetadataRecord::Config { resource: ConfigResource::Broker(2), name: "x".into(), value: Some("y".into()) },
             MetadataRecord::ProducerIds { broker: 1, next_block_start: 2000 },

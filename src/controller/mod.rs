@@ -80,6 +80,8 @@ pub enum ControllerError {
     PreferredLeaderNotAvailable(String),
     #[error("{0}")]
     EligibleLeadersNotAvailable(String),
+    #[error("{0}")]
+    NoReassignmentInProgress(String),
 }
 
 impl ControllerError {
@@ -176,7 +178,17 @@ fn spread_seed(topic_id: &Uuid) -> (usize, usize) {
 /// A new partition: every replica in sync (the log is empty), led by the first live replica.
 fn new_partition(image: &MetadataImage, topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> MetadataRecord {
     let leader = replicas.iter().copied().find(|&b| image.is_live(b)).unwrap_or(-1);
-    MetadataRecord::Partition { topic_id, partition, isr: replicas.clone(), replicas, leader, leader_epoch: 0, partition_epoch: 0 }
+    MetadataRecord::Partition {
+        topic_id,
+        partition,
+        isr: replicas.clone(),
+        replicas,
+        leader,
+        leader_epoch: 0,
+        partition_epoch: 0,
+        adding: Vec::new(),
+        removing: Vec::new(),
+    }
 }
 
 /// Plans CreatePartitions: grow `name` to `total` partitions.

@@ -16,7 +16,18 @@ pub enum MetadataRecord {
     Topic { name: String, topic_id: Uuid },
     /// A partition's placement and leadership. `leader` is -1 while no in-sync replica is alive (offline);
     /// `partition_epoch` grows with every change, so a stale ISR change from a leader can be refused.
-    Partition { topic_id: Uuid, partition: i32, replicas: Vec<i32>, isr: Vec<i32>, leader: i32, leader_epoch: i32, partition_epoch: i32 },
+    /// During a reassignment `replicas` holds old and new replicas; `adding` and `removing` say which is which.
+    Partition {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        adding: Vec<i32>,
+        removing: Vec<i32>,
+    },
     /// `value: None` removes the override.
     Config { resource: ConfigResource, name: String, value: Option<String> },
     RemoveTopic { topic_id: Uuid },
@@ -67,7 +78,7 @@ impl MetadataRecord {
                 put_string(&mut out, name);
                 out.put_slice(topic_id.as_bytes());
             }
-            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch } => {
+            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch, adding, removing } => {
                 out.put_u8(TAG_PARTITION_WITH_EPOCH);
                 out.put_slice(topic_id.as_bytes());
                 out.put_i32(*partition);
@@ -76,6 +87,8 @@ impl MetadataRecord {
                 out.put_i32(*leader);
                 out.put_i32(*leader_epoch);
                 out.put_i32(*partition_epoch);
+                put_i32s(&mut out, adding);
+                put_i32s(&mut out, removing);
             }
             MetadataRecord::Config { resource, name, value } => {
                 out.put_u8(TAG_CONFIG);
@@ -145,6 +158,8 @@ impl MetadataRecord {
                 leader: get_i32(&mut buf)?,
                 leader_epoch: get_i32(&mut buf)?,
                 partition_epoch: if tag == TAG_PARTITION_WITH_EPOCH { get_i32(&mut buf)? } else { 0 },
+                adding: if tag == TAG_PARTITION_WITH_EPOCH { get_i32s(&mut buf)? } else { Vec::new() },
+                removing: if tag == TAG_PARTITION_WITH_EPOCH { get_i32s(&mut buf)? } else { Vec::new() },
             },
             TAG_CONFIG => {
                 let resource = match get_u8(&mut buf)? {
@@ -236,7 +251,7 @@ mod tests {
         let id = Uuid::from_u128(0x1234);
         let records = [
             MetadataRecord::Topic { name: "orders".into(), topic_id: id },
-            MetadataRecord::Partition { topic_id: id, partition: 3, replicas: vec![1, 2], isr: vec![1], leader: 1, leader_epoch: 4, partition_epoch: 7 },
+            MetadataRecord::Partition { topic_id: id, partition: 3, replicas: vec![1, 2], isr: vec![1], leader: 1, leader_epoch: 4, partition_epoch: 7, adding: vec![2], removing: vec![] },
             MetadataRecord::RegisterBroker { broker: 2, incarnation: id, host: "h".into(), port: 9093, rack: Some("r1".into()) },
             MetadataRecord::RegisterBroker { broker: 3, incarnation: id, host: "h".into(), port: 9094, rack: None },
             MetadataRecord::BrokerFencing { broker: 2, fenced: true },

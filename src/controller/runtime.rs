@@ -290,6 +290,7 @@ impl Shared {
             }
             Command::ElectLeader { topic, partition, unclean: false } => done(cluster::plan_elect_preferred(image, topic, *partition)?),
             Command::ElectLeader { topic, partition, unclean: true } => done(cluster::plan_elect_unclean(image, topic, *partition)?),
+            Command::Reassign { topic, partition, target } => done(cluster::plan_reassign(image, topic, *partition, target.as_deref())?),
         }
     }
 

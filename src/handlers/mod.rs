@@ -11,6 +11,8 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod elect_leaders;
+pub mod alter_partition_reassignments;
+pub mod list_partition_reassignments;
 pub mod alter_configs;
 pub mod incremental_alter_configs;
 pub mod fetch;
@@ -91,6 +93,8 @@ api_table! {
     DescribeCluster => describe_cluster(DescribeClusterRequest),
     DescribeLogDirs => describe_log_dirs(DescribeLogDirsRequest),
     ElectLeaders => elect_leaders(ElectLeadersRequest),
+    AlterPartitionReassignments => alter_partition_reassignments(AlterPartitionReassignmentsRequest),
+    ListPartitionReassignments => list_partition_reassignments(ListPartitionReassignmentsRequest),
     FindCoordinator => find_coordinator(FindCoordinatorRequest),
     JoinGroup => join_group(JoinGroupRequest),
     SyncGroup => sync_group(SyncGroupRequest),
@@ -134,6 +138,7 @@ always_replies!(
     CreateTopicsResponse, DeleteTopicsResponse, DeleteRecordsResponse, InitProducerIdResponse,
     OffsetForLeaderEpochResponse, DescribeConfigsResponse, AlterConfigsResponse, CreatePartitionsResponse,
     IncrementalAlterConfigsResponse, DescribeClusterResponse, DescribeLogDirsResponse, ElectLeadersResponse,
+    AlterPartitionReassignmentsResponse, ListPartitionReassignmentsResponse,
     FindCoordinatorResponse, JoinGroupResponse, SyncGroupResponse, HeartbeatResponse, LeaveGroupResponse,
     OffsetCommitResponse, OffsetFetchResponse, DescribeGroupsResponse, ListGroupsResponse, DeleteGroupsResponse,
     OffsetDeleteResponse, ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse,

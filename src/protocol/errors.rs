@@ -90,6 +90,7 @@ impl KafkaCode for ControllerError {
             ControllerError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
             ControllerError::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
             ControllerError::EligibleLeadersNotAvailable(_) => ResponseError::EligibleLeadersNotAvailable,
+            ControllerError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
         }
     }
 }
