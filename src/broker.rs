@@ -194,6 +194,8 @@ impl Broker {
                 let leadership = Leadership {
                     leader: placement.leader,
                     leader_epoch: placement.leader_epoch,
+                    // The metadata image has no partition epoch yet.
+                    partition_epoch: 0,
                     replicas: placement.replicas.clone(),
                     isr: placement.isr.clone(),
                 };
@@ -204,6 +206,7 @@ impl Broker {
                     index as i32,
                     settings.clone(),
                     leadership,
+                    self.node_id,
                     now,
                 )
                 .map_err(|e| ControllerError::Io(std::io::Error::other(format!("opening {}-{index}: {e}", topic.name))))?;

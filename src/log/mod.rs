@@ -730,6 +730,34 @@ impl Log {
         Ok(())
     }
 
+    /// Empties the log and restarts it at `offset` (Kafka's `truncateFullyAndStartAt`): a follower whose log
+    /// ends below its leader's log start cannot fetch what it is missing, so it starts over where the leader's
+    /// log starts. The new log start is persisted before any file goes: a crash midway reopens as an empty
+    /// log at `offset` (open discards segments ending below a persisted log start).
+    pub fn reset_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset < 0 {
+            return Err(out_of_range(offset, self));
+        }
+        let fsync = self.config.fsync;
+        self.log_start_offset = offset;
+        self.persist_log_start()?;
+        for seg in self.segments.drain(..) {
+            seg.delete_files()?;
+        }
+        self.segments.push(Segment::create(&self.dir, offset)?);
+        if fsync {
+            checkpoint::fsync_dir(&self.dir)?;
+        }
+        self.flushed_offset = offset;
+        self.flush_barrier.fetch_min(offset, Ordering::SeqCst);
+        self.write_recovery_point(offset)?;
+        self.set_cleaner_checkpoint(offset)?;
+        if self.epochs.clear() {
+            self.epochs.persist(fsync)?;
+        }
+        Ok(())
+    }
+
     /// Rolls the active segment when segment.ms has passed; with "delete" in the cleanup policy deletes
     /// closed segments past retention.ms or retention.bytes; with "compact" runs a compaction pass over the
     /// closed segments. Returns how many segments retention deleted.
