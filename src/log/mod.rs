@@ -669,7 +669,8 @@ impl Log {
         Ok(())
     }
 
-    /// Drops everything at and after `offset` (follower truncation by leader epoch).
+    /// Drops everything at and after `offset` (follower truncation by leader epoch), and leader epochs that
+    /// start at or after the resulting log end.
     ///
     /// Whole batches go: if `offset` falls inside a batch, the log end offset becomes that batch's base offset
     /// (and the log start offset drops to it if it was higher). Truncating below the first segment empties
@@ -679,6 +680,11 @@ impl Log {
             return Err(out_of_range(offset, self));
         }
         if offset >= self.log_end_offset() {
+            // No data goes, but an epoch this broker began as leader without writing anything starts at the
+            // log end and conflicts with the new leader's history: it goes, as in Kafka.
+            if self.epochs.truncate_from_end(self.log_end_offset()) {
+                self.epochs.persist(self.config.fsync)?;
+            }
             return Ok(());
         }
         self.flushed_offset = self.flushed_offset.min(offset);

@@ -478,10 +478,11 @@ impl Partition {
     pub fn truncate_replica_to(&self, offset: i64, leader_epoch: i32, now_ms: i64) -> Result<(), PartitionError> {
         let mut state = self.lock();
         state.check_follower(leader_epoch)?;
-        if offset >= state.log.log_end_offset() {
+        let removes_data = offset < state.log.log_end_offset();
+        state.log.truncate_to(offset)?;
+        if !removes_data {
             return Ok(());
         }
-        state.log.truncate_to(offset)?;
         state.high_watermark = state.high_watermark.min(state.log.log_end_offset());
         state.rebuild_producer_state(now_ms)
     }
