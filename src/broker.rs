@@ -22,6 +22,7 @@ use crate::controller::{self, ConfigChange, Controller, ControllerError, Increme
 use crate::group::runtime::{group_config, GroupCoordinator, OFFSETS_TOPIC};
 use crate::partition::{Leadership, Partition, PartitionSettings};
 use crate::protocol::errors::KafkaCode;
+use crate::replication::fetcher::{FetcherConfig, FollowerAssignment, ReplicaFetchers};
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -47,6 +48,8 @@ pub struct Broker {
     reconcile_lock: Mutex<()>,
     /// The producer-id block this broker hands out from: [next, end).
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Follower side of replication: one fetcher task per leader this broker follows.
+    fetchers: ReplicaFetchers,
 }
 
 /// How long a single-node broker waits at start for its own registration (a quorum of one elects itself at
@@ -68,6 +71,7 @@ impl Broker {
             .with_context(|| format!("starting the controller in {}", data_dir.display()))?;
         let rack = Some(config.get("broker.rack").to_string()).filter(|r| !r.is_empty());
         let groups = GroupCoordinator::new(group_config(&config));
+        let config_for_fetchers = config.clone();
         let broker = Arc::new(Broker {
             groups,
             config,
@@ -82,9 +86,11 @@ impl Broker {
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
+            fetchers: ReplicaFetchers::new(node_id, FetcherConfig::from_broker_config(&config_for_fetchers)),
         });
         broker.reconcile().context("opening partitions")?;
         tokio::spawn(follow_metadata(Arc::downgrade(&broker), broker.controller.subscribe()));
+        tokio::spawn(isr_loop(Arc::downgrade(&broker)));
         let registered = tokio::spawn(membership_loop(Arc::downgrade(&broker)));
         if single_voter {
             // A single node serves only once it is registered and unfenced, so its first client sees it.
@@ -292,10 +298,12 @@ impl Broker {
                 let leadership = leadership_of(placement);
                 if let Some(partition) = existing.get(&(index as i32)) {
                     partition.reconfigure(settings.clone());
-                    apply_leadership(partition, leadership, now);
+                    if let Err(e) = partition.apply_leadership(leadership, now) {
+                        tracing::error!(topic = %topic.name, partition = index, error = %e, "applying a leadership change failed");
+                    }
                     continue;
                 }
-                let partition = Partition::open(&self.data_dir, &topic.name, topic.topic_id, index as i32, settings.clone(), leadership, now)
+                let partition = Partition::open(&self.data_dir, &topic.name, topic.topic_id, index as i32, settings.clone(), leadership, self.node_id, now)
                     .map_err(|e| ControllerError::Io(std::io::Error::other(format!("opening {}-{index}: {e}", topic.name))))?;
                 opened.push((index as i32, Arc::new(partition)));
             }
@@ -304,6 +312,7 @@ impl Broker {
                 hosted.entry(topic.topic_id).or_default().extend(opened);
             }
         }
+        self.fetchers.update(self.follower_assignments(&image));
         self.groups.retain_led_shards(|index| {
             image
                 .topic(OFFSETS_TOPIC)
@@ -311,6 +320,56 @@ impl Broker {
                 .is_some_and(|p| p.leader == self.node_id)
         });
         Ok(())
+    }
+
+    /// The partitions this broker follows, with their leaders' addresses (partitions whose leader is offline or
+    /// unknown are not fetched).
+    fn follower_assignments(&self, image: &MetadataImage) -> Vec<FollowerAssignment> {
+        let mut assignments = Vec::new();
+        for partition in self.all_partitions() {
+            let Some(placement) = image.topic_by_id(&partition.topic_id).and_then(|t| t.partitions.get(partition.index as usize)) else {
+                continue;
+            };
+            if placement.leader == self.node_id || placement.leader < 0 {
+                continue;
+            }
+            let Some(leader) = image.broker(placement.leader) else { continue };
+            assignments.push(FollowerAssignment {
+                partition,
+                leader_id: placement.leader,
+                leader_epoch: placement.leader_epoch,
+                leader_host: leader.host.clone(),
+                leader_port: leader.port,
+            });
+        }
+        assignments
+    }
+
+    /// Sends the ISR changes the partitions this broker leads ask for (shrink after replica.lag.time.max.ms,
+    /// expand on catch-up) to the controller as AlterPartition commands.
+    async fn propose_isr_changes(&self) {
+        let now = now_ms();
+        let lag_max = self.config.get_i64("replica.lag.time.max.ms");
+        for partition in self.all_partitions() {
+            let Some(change) = partition.isr_change(now, lag_max) else { continue };
+            let command = Command::AlterPartition {
+                topic_id: partition.topic_id,
+                partition: partition.index,
+                leader: self.node_id,
+                leader_epoch: change.leader_epoch,
+                partition_epoch: change.partition_epoch,
+                new_isr: change.new_isr.clone(),
+            };
+            match self.execute(command).await {
+                Ok(_) => tracing::info!(topic = %partition.topic, partition = partition.index, isr = ?change.new_isr, "ISR changed"),
+                Err(e) => tracing::debug!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change refused"),
+            }
+        }
+    }
+
+    /// Stops fetching (on shutdown).
+    pub async fn stop_replication(&self) {
+        self.fetchers.shutdown().await;
     }
 
     /// Periodic retention and producer-state expiry over all partitions.
@@ -331,14 +390,23 @@ fn leadership_of(placement: &PartitionImage) -> Leadership {
     Leadership {
         leader: placement.leader,
         leader_epoch: placement.leader_epoch,
+        partition_epoch: placement.partition_epoch,
         replicas: placement.replicas.clone(),
         isr: placement.isr.clone(),
     }
 }
 
-/// Hands a partition its new leadership from the image.
-fn apply_leadership(partition: &Partition, leadership: Leadership, _now_ms: i64) {
-    let _ = (partition, leadership);
+/// How often leaders look for ISR changes to propose.
+const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+async fn isr_loop(broker: Weak<Broker>) {
+    let mut ticker = tokio::time::interval(ISR_CHECK_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(broker) = broker.upgrade() else { return };
+        broker.propose_isr_changes().await;
+    }
 }
 
 /// The quorum this node belongs to (controller.quorum.voters, or this node alone) and the controller listener

@@ -8,7 +8,8 @@
 //! response is encoded and written back in request order.
 //!
 //! [`broker`] ties identity, controller and hosted partitions together; [`config`] holds every setting under
-//! Kafka's own property names.
+//! Kafka's own property names. [`replication`] is the follower side of replication: fetcher tasks that copy
+//! leaders' logs over the Kafka Fetch API.
 
 pub mod broker;
 pub mod config;
@@ -18,4 +19,5 @@ pub mod handlers;
 pub mod log;
 pub mod partition;
 pub mod protocol;
+pub mod replication;
 pub mod server;

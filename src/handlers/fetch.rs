@@ -2,6 +2,12 @@
 //! available, park until an append wakes us (or max_wait_ms passes). Waiting is event-driven: each partition
 //! holds this request's `Notify` until its next high-watermark advance; nothing polls.
 //!
+//! Two kinds of fetchers, told apart by replica_id (a body field before v15, `replica_state` in v15):
+//! consumers (-1) read up to the HW and are woken by HW advances; followers (their broker id) first record
+//! their position with the leader (`record_follower_fetch`, which may advance the HW), then read up to the log
+//! end offset and are woken by appends. Both are served by the partition leader only (no KIP-392 follower
+//! fetching): NOT_LEADER_OR_FOLLOWER elsewhere.
+//!
 //! Fetch sessions (KIP-227) are answered sessionless: the response carries session id 0, which tells the
 //! client to keep sending full requests.
 
@@ -15,7 +21,8 @@ use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 
 use super::RequestContext;
-use crate::partition::{Isolation, Partition};
+use crate::broker::now_ms;
+use crate::partition::{FetchedData, Isolation, Partition, PartitionError};
 use crate::protocol::errors::KafkaCode;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 15 };
@@ -29,7 +36,8 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Fetch
         // We never hand out sessions, so any session id the client names is unknown to us.
         return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
-    let isolation = Isolation::from_wire(request.isolation_level);
+    let replica_id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+    let reader = if replica_id >= 0 { Reader::Follower { replica_id } } else { Reader::Consumer(Isolation::from_wire(request.isolation_level)) };
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS) as u64);
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -57,15 +65,38 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Fetch
     let waiter = Arc::new(Notify::new());
     loop {
         for partition in targets.iter().flatten().flatten() {
-            partition.register_waiter(waiter.clone());
+            match reader {
+                Reader::Consumer(_) => partition.register_waiter(waiter.clone()),
+                Reader::Follower { .. } => partition.register_replica_waiter(waiter.clone()),
+            }
         }
-        let (responses, bytes, has_error) = read_all(&request, &targets, version, isolation, max_bytes);
+        let (responses, bytes, has_error) = read_all(&request, &targets, version, reader, max_bytes);
         if bytes >= min_bytes || has_error || tokio::time::Instant::now() >= deadline {
             return FetchResponse::default().with_responses(responses);
         }
         if tokio::time::timeout_at(deadline, waiter.notified()).await.is_err() {
-            let (responses, _, _) = read_all(&request, &targets, version, isolation, max_bytes);
+            let (responses, _, _) = read_all(&request, &targets, version, reader, max_bytes);
             return FetchResponse::default().with_responses(responses);
+        }
+    }
+}
+
+/// Who is fetching.
+#[derive(Clone, Copy, Debug)]
+enum Reader {
+    Consumer(Isolation),
+    Follower { replica_id: i32 },
+}
+
+/// Reads one partition for `reader`, leader only. A follower's fetch offset is recorded first (every pass of
+/// a long poll is a read of the leader's log, as Kafka records on the first read and on completion).
+fn read_one(partition: &Partition, reader: Reader, wanted_epoch: i32, offset: i64, limit: usize, min_one: bool) -> Result<FetchedData, PartitionError> {
+    partition.check_leader(wanted_epoch)?;
+    match reader {
+        Reader::Consumer(isolation) => partition.read(offset, limit, min_one, isolation),
+        Reader::Follower { replica_id } => {
+            partition.record_follower_fetch(replica_id, offset, wanted_epoch, now_ms())?;
+            partition.read_log(offset, limit, min_one)
         }
     }
 }
@@ -76,7 +107,7 @@ fn read_all(
     request: &FetchRequest,
     targets: &[Vec<Option<Arc<Partition>>>],
     version: i16,
-    isolation: Isolation,
+    reader: Reader,
     max_bytes: usize,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut remaining = max_bytes;
@@ -100,9 +131,7 @@ fn read_all(
             // KIP-74: the first partition with data returns at least one whole batch, even past the limits.
             let min_one = total == 0;
             let limit = (wanted.partition_max_bytes.max(0) as usize).min(remaining);
-            let result = partition
-                .check_leader_epoch(wanted.current_leader_epoch)
-                .and_then(|_| partition.read(wanted.fetch_offset, limit, min_one, isolation));
+            let result = read_one(partition, reader, wanted.current_leader_epoch, wanted.fetch_offset, limit, min_one);
             match result {
                 Ok(data) => {
                     total += data.records.len();
@@ -112,7 +141,7 @@ fn read_all(
                     if version >= 5 {
                         answer.log_start_offset = data.log_start_offset;
                     }
-                    if isolation == Isolation::ReadCommitted {
+                    if matches!(reader, Reader::Consumer(Isolation::ReadCommitted)) {
                         answer.aborted_transactions = Some(Vec::new());
                     }
                     answer.records = Some(data.records);

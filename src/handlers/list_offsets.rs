@@ -1,4 +1,5 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), or by timestamp.
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), or by timestamp. Only the
+//! partition leader answers (NOT_LEADER_OR_FOLLOWER elsewhere), after the KIP-320 epoch check.
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
@@ -31,7 +32,7 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: ListO
                         return answer;
                     };
                     let result = partition
-                        .check_leader_epoch(if version >= 4 { wanted.current_leader_epoch } else { -1 })
+                        .check_leader(if version >= 4 { wanted.current_leader_epoch } else { -1 })
                         .and_then(|_| partition.list_offset(wanted.timestamp, isolation));
                     match result {
                         Ok(Some((timestamp, offset))) => {

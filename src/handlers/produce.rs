@@ -1,5 +1,6 @@
-//! Produce: validate each partition's record batch, append it, fsync it (group commit) before answering
-//! acks=1/all, and answer nothing for acks=0.
+//! Produce: validate each partition's record batch, append it (leader only), fsync it (group commit) before
+//! answering acks=1/all, and answer nothing for acks=0. acks=all then waits in the partition's purgatory until
+//! the high watermark passes the batch (every ISR member has it), bounded by the request's timeout_ms.
 //!
 //! Versions 0-2 are routed too (librdkafka only enables some features when Produce v0 is advertised). Their
 //! body is the v3 body without the transactional id, so they are decoded as v3; their batches are magic 0/1 in
@@ -28,6 +29,8 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Produ
     let acks = request.acks;
     let version = header.request_api_version;
     let now = now_ms();
+    // The request's timeout bounds the wait for replication, counted from its arrival as in Kafka.
+    let replication_deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
     let valid_acks = (-1..=1).contains(&acks);
     let mut to_flush = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -51,7 +54,13 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Produ
                         answer.log_start_offset = outcome.log_start_offset;
                     }
                     if acks != 0 {
-                        to_flush.push((partition, outcome.last_offset + 1, partition_responses.len(), responses.len()));
+                        to_flush.push(Appended {
+                            partition,
+                            end_offset: outcome.last_offset + 1,
+                            leader_epoch: outcome.leader_epoch,
+                            partition_slot: partition_responses.len(),
+                            topic_slot: responses.len(),
+                        });
                     }
                 }
                 Err(code) => answer.error_code = code,
@@ -63,7 +72,18 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Produ
         let owned_name = TopicName(StrBytes::from_string(name));
         responses.push(TopicProduceResponse::default().with_name(owned_name).with_topic_id(topic.topic_id).with_partition_responses(partition_responses));
     }
-    ProduceReply { response: ProduceResponse::default().with_responses(responses), to_flush, acks }
+    ProduceReply { response: ProduceResponse::default().with_responses(responses), to_flush, acks, replication_deadline }
+}
+
+/// One partition's append that the answer waits for.
+struct Appended {
+    partition: Arc<Partition>,
+    /// The offset that must be durable (and, for acks=all, below the high watermark).
+    end_offset: i64,
+    leader_epoch: i32,
+    /// Where its answer sits in the response: partition index within the topic, topic index.
+    partition_slot: usize,
+    topic_slot: usize,
 }
 
 /// A produce whose records are appended but maybe not yet durable. Appending happens in request order on
@@ -71,20 +91,26 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Produ
 /// the two share it (group commit).
 pub struct ProduceReply {
     response: ProduceResponse,
-    /// (partition, offset that must be durable, partition slot, topic slot in `response`).
-    to_flush: Vec<(Arc<Partition>, i64, usize, usize)>,
+    to_flush: Vec<Appended>,
     acks: i16,
+    replication_deadline: tokio::time::Instant,
 }
 
 impl ProduceReply {
-    /// Waits for every appended partition to be durable; a partition whose fsync failed is answered with
-    /// an error instead of an offset. None for acks=0.
+    /// Waits for every appended partition to be durable and, for acks=all, replicated to the ISR; a partition
+    /// whose fsync or replication failed is answered with an error instead of an offset. None for acks=0.
     pub async fn finish(self) -> Option<ProduceResponse> {
-        let ProduceReply { mut response, to_flush, acks } = self;
-        // The partitions of one request are fsynced in parallel.
+        let ProduceReply { mut response, to_flush, acks, replication_deadline } = self;
+        // The partitions of one request are fsynced and replicated in parallel.
         let mut flushes = tokio::task::JoinSet::new();
-        for (partition, end_offset, partition_slot, topic_slot) in to_flush {
-            flushes.spawn(async move { (partition.flush_to(end_offset).await, partition, partition_slot, topic_slot) });
+        for Appended { partition, end_offset, leader_epoch, partition_slot, topic_slot } in to_flush {
+            flushes.spawn(async move {
+                let mut result = partition.flush_to(end_offset).await;
+                if result.is_ok() && acks == -1 {
+                    result = partition.wait_for_replication(end_offset, leader_epoch, replication_deadline).await;
+                }
+                (result, partition, partition_slot, topic_slot)
+            });
         }
         while let Some(joined) = flushes.join_next().await {
             let (result, partition, partition_slot, topic_slot) = match joined {
@@ -103,7 +129,12 @@ impl ProduceReply {
                 }
             };
             if let Err(e) = result {
-                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed; the write is not acknowledged");
+                match e {
+                    PartitionError::Log(_) | PartitionError::FlushTask(_) => {
+                        tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed; the write is not acknowledged")
+                    }
+                    _ => tracing::debug!(topic = %partition.topic, partition = partition.index, error = %e, "acks=all produce not acknowledged"),
+                }
                 let answer = &mut response.responses[topic_slot].partition_responses[partition_slot];
                 answer.error_code = e.error_code();
                 answer.base_offset = -1;
@@ -134,7 +165,7 @@ impl Reply for ProduceReply {
     }
 }
 
-type Appended = (Arc<Partition>, AppendOutcome);
+type AppendResult = (Arc<Partition>, AppendOutcome);
 
 #[allow(clippy::too_many_arguments)]
 fn append_one(
@@ -146,7 +177,7 @@ fn append_one(
     records: Option<Bytes>,
     acks: i16,
     now: i64,
-) -> Result<Appended, i16> {
+) -> Result<AppendResult, i16> {
     let partition = if version >= 13 { ctx.broker.partition_by_id(topic_id, index) } else { ctx.broker.partition(topic, index) };
     let Some(partition) = partition else {
         return Err(if version >= 13 { ResponseError::UnknownTopicId.code() } else { ResponseError::UnknownTopicOrPartition.code() });

@@ -81,6 +81,13 @@ impl EpochCache {
         changed
     }
 
+    /// Forgets every epoch (the log was emptied and restarted elsewhere).
+    pub fn clear(&mut self) -> bool {
+        let changed = !self.entries.is_empty();
+        self.entries.clear();
+        changed
+    }
+
     /// Kafka's `LeaderEpochFileCache.endOffsetFor`: for the latest epoch the log end offset; for an older
     /// known epoch (or one between known epochs) the largest epoch <= `epoch` and the start offset of the next
     /// epoch; for an epoch older than all known, `epoch` itself and the first start offset; None for -1, an

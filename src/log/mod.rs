@@ -669,7 +669,8 @@ impl Log {
         Ok(())
     }
 
-    /// Drops everything at and after `offset` (follower truncation by leader epoch).
+    /// Drops everything at and after `offset` (follower truncation by leader epoch), and leader epochs that
+    /// start at or after the resulting log end.
     ///
     /// Whole batches go: if `offset` falls inside a batch, the log end offset becomes that batch's base offset
     /// (and the log start offset drops to it if it was higher). Truncating below the first segment empties
@@ -679,6 +680,11 @@ impl Log {
             return Err(out_of_range(offset, self));
         }
         if offset >= self.log_end_offset() {
+            // No data goes, but an epoch this broker began as leader without writing anything starts at the
+            // log end and conflicts with the new leader's history: it goes, as in Kafka.
+            if self.epochs.truncate_from_end(self.log_end_offset()) {
+                self.epochs.persist(self.config.fsync)?;
+            }
             return Ok(());
         }
         self.flushed_offset = self.flushed_offset.min(offset);
@@ -725,6 +731,34 @@ impl Log {
             self.set_cleaner_checkpoint(end)?;
         }
         if self.epochs.truncate_from_end(end) {
+            self.epochs.persist(fsync)?;
+        }
+        Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset` (Kafka's `truncateFullyAndStartAt`): a follower whose log
+    /// ends below its leader's log start cannot fetch what it is missing, so it starts over where the leader's
+    /// log starts. The new log start is persisted before any file goes: a crash midway reopens as an empty
+    /// log at `offset` (open discards segments ending below a persisted log start).
+    pub fn reset_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset < 0 {
+            return Err(out_of_range(offset, self));
+        }
+        let fsync = self.config.fsync;
+        self.log_start_offset = offset;
+        self.persist_log_start()?;
+        for seg in self.segments.drain(..) {
+            seg.delete_files()?;
+        }
+        self.segments.push(Segment::create(&self.dir, offset)?);
+        if fsync {
+            checkpoint::fsync_dir(&self.dir)?;
+        }
+        self.flushed_offset = offset;
+        self.flush_barrier.fetch_min(offset, Ordering::SeqCst);
+        self.write_recovery_point(offset)?;
+        self.set_cleaner_checkpoint(offset)?;
+        if self.epochs.clear() {
             self.epochs.persist(fsync)?;
         }
         Ok(())

@@ -2,23 +2,30 @@
 //! watermark) and its idempotent-producer state.
 //!
 //! All of it is owned by one `std::sync::Mutex` that is never held across `.await`: appends, reads and offset
-//! look-ups are short and synchronous. Two things happen outside the lock: fsync (group commit: the first
-//! producer to wait syncs everything appended so far, the others find their offsets already durable) and
-//! waiting for data (fetch requests register a `Notify` that the next high-watermark advance wakes).
+//! look-ups are short and synchronous. Three things happen outside the lock: fsync (group commit: the first
+//! producer to wait syncs everything appended so far, the others find their offsets already durable), waiting
+//! for data (fetch requests register a `Notify`: consumers are woken by high-watermark advances, followers by
+//! appends) and acks=all waiting (a `watch` channel bumped on every high-watermark advance or leadership change).
 //!
-//! With a single replica the ISR is just this broker and the high watermark follows the log end offset; the
-//! fields are here from the start so replication adds followers without reshaping the partition.
+//! Roles (Kafka's ISR model): the leader assigns offsets, tracks each follower's fetch position in a
+//! [`leader_state::LeaderState`] and keeps HW = min LEO over the ISR; a follower appends what its fetcher
+//! ([`crate::replication`]) copies from the leader, offsets and epochs as they are, with HW = min(leader HW,
+//! own LEO). The broker feeds every metadata change to [`Partition::apply_leadership`]; ISR changes are
+//! proposed by [`Partition::isr_change`] and take effect only when the controller's new leadership comes back.
 
+pub mod leader_state;
 pub mod producer_state;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use crate::log::{batch, CleanerConfig, Log, LogConfig, LogError};
+use crate::log::{batch, BatchHeader, CleanerConfig, EpochEntry, Log, LogConfig, LogError};
+use leader_state::LeaderState;
+pub use leader_state::IsrChange;
 use producer_state::{ProducerStateTable, SequenceCheck, SequenceError};
 
 #[derive(thiserror::Error, Debug)]
@@ -39,6 +46,14 @@ pub enum PartitionError {
     MissingRecords,
     #[error("fsync task failed: {0}")]
     FlushTask(String),
+    #[error("this broker is not the leader of the partition (leader {leader}, epoch {leader_epoch})")]
+    NotLeaderOrFollower { leader: i32, leader_epoch: i32 },
+    #[error("replica {replica_id} is not an assigned follower of the partition")]
+    UnknownReplica { replica_id: i32, request_had_epoch: bool },
+    #[error("the high watermark reached the batch, but only {isr} in-sync replicas remain; min.insync.replicas is {min}")]
+    NotEnoughReplicasAfterAppend { isr: usize, min: i32 },
+    #[error("the batch was not replicated to the ISR before the request timeout")]
+    RequestTimedOut,
 }
 
 /// Which records a reader may see: up to the high watermark, or up to the last stable offset.
@@ -65,6 +80,8 @@ pub struct AppendOutcome {
     pub last_offset: i64,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+    /// The leader epoch the batch was appended in: acks=all waits under it.
+    pub leader_epoch: i32,
 }
 
 pub struct FetchedData {
@@ -94,29 +111,120 @@ pub struct PartitionSettings {
 pub struct Leadership {
     pub leader: i32,
     pub leader_epoch: i32,
+    /// Bumped by the controller on every leader or ISR change; orders changes within one leader epoch.
+    pub partition_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+}
+
+/// What [`Partition::apply_leadership`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleChange {
+    /// This broker now leads a new leader epoch: start serving clients, stop fetching.
+    BecameLeader,
+    /// This broker now follows `leader` in `leader_epoch`: (re)start fetching from it, with truncation.
+    BecameFollower { leader: i32, leader_epoch: i32 },
+    /// Same role and leader epoch; replicas or ISR changed.
+    Updated,
+    /// Nothing changed.
+    Unchanged,
+    /// Older than what the partition already has (a late metadata delta): ignored.
+    Stale,
+}
+
+/// A follower's position, for its fetcher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerPosition {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+    /// The newest leader epoch in the log (None: empty log, or batches without epochs).
+    pub latest_epoch: Option<i32>,
+}
+
+enum Role {
+    Leader(LeaderState),
+    Follower,
 }
 
 struct PartitionState {
     log: Log,
     leadership: Leadership,
+    role: Role,
     high_watermark: i64,
     min_insync_replicas: i32,
     producers: ProducerStateTable,
+}
+
+impl PartitionState {
+    /// Raises the leader's HW to min LEO over the maximal ISR; never lowers it. True if it moved.
+    fn advance_high_watermark(&mut self) -> bool {
+        let Role::Leader(leader) = &self.role else { return false };
+        let log_end_offset = self.log.log_end_offset();
+        let Some(bound) = leader.high_watermark_bound(&self.leadership, log_end_offset) else { return false };
+        debug_assert!(bound <= log_end_offset, "high watermark bound passed the log end offset");
+        if bound > self.high_watermark {
+            self.high_watermark = bound;
+            return true;
+        }
+        false
+    }
+
+    fn not_leader(&self) -> PartitionError {
+        PartitionError::NotLeaderOrFollower { leader: self.leadership.leader, leader_epoch: self.leadership.leader_epoch }
+    }
+
+    /// Checks the client's idea of the leader epoch (KIP-320), then that this broker leads, in Kafka's order.
+    fn check_leader(&self, requested_epoch: i32) -> Result<(), PartitionError> {
+        check_epoch(requested_epoch, self.leadership.leader_epoch)?;
+        match self.role {
+            Role::Leader(_) => Ok(()),
+            Role::Follower => Err(self.not_leader()),
+        }
+    }
+
+    /// Checks that this broker follows in `leader_epoch`: a fetcher still working for an older leader or
+    /// epoch must not touch the log.
+    fn check_follower(&self, leader_epoch: i32) -> Result<(), PartitionError> {
+        match self.role {
+            Role::Follower if self.leadership.leader_epoch == leader_epoch => Ok(()),
+            _ => Err(self.not_leader()),
+        }
+    }
+
+    /// Re-reads producer state from the log after a follower truncation removed batches it may remember.
+    fn rebuild_producer_state(&mut self, now_ms: i64) -> Result<(), PartitionError> {
+        let mut producers = ProducerStateTable::default();
+        self.log.scan_batches(self.log.log_start_offset(), &mut |header| {
+            producers.record(header, header.base_offset, now_ms);
+        })?;
+        self.producers = producers;
+        Ok(())
+    }
 }
 
 pub struct Partition {
     pub topic: String,
     pub topic_id: Uuid,
     pub index: i32,
+    /// This broker's node id: the partition leads when the leadership names it.
+    local_node: i32,
     state: Mutex<PartitionState>,
+    /// Consumer fetches parked until the next high-watermark advance (or leadership change).
     fetch_waiters: Mutex<Vec<Arc<Notify>>>,
+    /// Follower fetches parked until the next append (or leadership change).
+    replica_fetch_waiters: Mutex<Vec<Arc<Notify>>>,
+    /// Bumped on every high-watermark advance and leadership change; acks=all produces wait on it.
+    replication_events: watch::Sender<u64>,
     flush_lock: tokio::sync::Mutex<()>,
 }
 
 impl Partition {
-    /// Opens the partition's log (recovering it) and rebuilds producer state from it.
+    /// Opens the partition's log (recovering it), rebuilds producer state from it and takes the role the
+    /// leadership gives `local_node` (as leader it starts its leader epoch at the log end offset).
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         data_dir: &Path,
         topic: &str,
@@ -124,6 +232,7 @@ impl Partition {
         index: i32,
         settings: PartitionSettings,
         leadership: Leadership,
+        local_node: i32,
         now_ms: i64,
     ) -> Result<Partition, PartitionError> {
         let PartitionSettings { log: log_config, cleaner, min_insync_replicas } = settings;
@@ -133,14 +242,283 @@ impl Partition {
         log.scan_batches(log.log_start_offset(), &mut |header| {
             producers.record(header, header.base_offset, now_ms);
         })?;
-        let high_watermark = log.log_end_offset();
+        // The HW is not persisted: a leader starts from its LEO (it is the only replica whose data it knows)
+        // only when it is alone in the ISR; otherwise it starts from the log start and waits for followers.
+        // A follower learns the HW from its leader.
+        let alone = leadership.leader == local_node && leadership.isr.iter().all(|&r| r == local_node);
+        let role = if leadership.leader == local_node {
+            log.begin_leader_epoch(leadership.leader_epoch)?;
+            Role::Leader(LeaderState::new(&leadership, local_node, log.log_end_offset(), now_ms))
+        } else {
+            Role::Follower
+        };
+        let high_watermark = if alone { log.log_end_offset() } else { log.log_start_offset() };
+        let mut state = PartitionState { log, leadership, role, high_watermark, min_insync_replicas, producers };
+        state.advance_high_watermark();
         Ok(Partition {
             topic: topic.to_string(),
             topic_id,
             index,
-            state: Mutex::new(PartitionState { log, leadership, high_watermark, min_insync_replicas, producers }),
+            local_node,
+            state: Mutex::new(state),
             fetch_waiters: Mutex::new(Vec::new()),
+            replica_fetch_waiters: Mutex::new(Vec::new()),
+            replication_events: watch::Sender::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn local_node(&self) -> i32 {
+        self.local_node
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.lock().role, Role::Leader(_))
+    }
+
+    /// Applies the controller's view of this partition after a metadata change. Older leaderships (lower
+    /// leader epoch, or same leader epoch and lower partition epoch) are ignored. Becoming leader starts the
+    /// new epoch in the log and forgets what was known of followers; becoming follower sends waiting acks=all
+    /// produces away with NOT_LEADER_OR_FOLLOWER; a new ISR in the same epoch may advance the HW.
+    pub fn apply_leadership(&self, new: Leadership, now_ms: i64) -> Result<RoleChange, PartitionError> {
+        let change = {
+            let mut state = self.lock();
+            let current = &state.leadership;
+            let older = new.leader_epoch < current.leader_epoch
+                || (new.leader_epoch == current.leader_epoch && new.partition_epoch < current.partition_epoch);
+            if older {
+                return Ok(RoleChange::Stale);
+            }
+            if new == *current {
+                return Ok(RoleChange::Unchanged);
+            }
+            let new_epoch = new.leader_epoch != current.leader_epoch;
+            let leader_changed = new.leader != current.leader;
+            let was_leader = matches!(state.role, Role::Leader(_));
+            let leads = new.leader == self.local_node;
+            let log_end_offset = state.log.log_end_offset();
+            let change = if leads && (new_epoch || !was_leader) {
+                // The epoch goes into the log first: if that fails the partition keeps its old role.
+                state.log.begin_leader_epoch(new.leader_epoch)?;
+                state.role = Role::Leader(LeaderState::new(&new, self.local_node, log_end_offset, now_ms));
+                RoleChange::BecameLeader
+            } else if !leads && (new_epoch || was_leader || leader_changed) {
+                state.role = Role::Follower;
+                RoleChange::BecameFollower { leader: new.leader, leader_epoch: new.leader_epoch }
+            } else {
+                if let Role::Leader(leader) = &mut state.role {
+                    leader.update_replicas(&new, log_end_offset, now_ms);
+                }
+                RoleChange::Updated
+            };
+            state.leadership = new;
+            state.advance_high_watermark();
+            change
+        };
+        // Every parked fetch and produce re-checks: it may now have to answer NOT_LEADER_OR_FOLLOWER, or the
+        // new ISR may have moved the HW past it.
+        self.wake_fetchers();
+        self.wake_replica_fetchers();
+        self.signal_replication();
+        Ok(change)
+    }
+
+    /// Leader only: a follower fetched from `fetch_offset`, so it holds everything below it (it fsyncs before
+    /// fetching). Updates its LEO and caught-up time and advances the HW. `current_leader_epoch` is the one in
+    /// the fetch request (-1: none), which picks the error for a replica that is not assigned, as Kafka does.
+    pub fn record_follower_fetch(
+        &self,
+        replica_id: i32,
+        fetch_offset: i64,
+        current_leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<(), PartitionError> {
+        let advanced = {
+            let mut state = self.lock();
+            let log_end_offset = state.log.log_end_offset();
+            let log_start_offset = state.log.log_start_offset();
+            let not_leader = state.not_leader();
+            let Role::Leader(leader) = &mut state.role else { return Err(not_leader) };
+            if !leader.is_follower(replica_id) {
+                return Err(PartitionError::UnknownReplica { replica_id, request_had_epoch: current_leader_epoch >= 0 });
+            }
+            // A position outside our log is not vouched for: it must never count towards the HW.
+            if fetch_offset < log_start_offset || fetch_offset > log_end_offset {
+                return Err(LogError::OffsetOutOfRange { offset: fetch_offset, log_start_offset, log_end_offset }.into());
+            }
+            leader.record_fetch(replica_id, fetch_offset, log_end_offset, now_ms);
+            state.advance_high_watermark()
+        };
+        if advanced {
+            self.wake_fetchers();
+            self.signal_replication();
+        }
+        Ok(())
+    }
+
+    /// Leader only: the ISR change to propose to the controller, if any (see [`LeaderState::isr_change`]).
+    /// The broker polls this every few hundred milliseconds; the same proposal comes back at most once a
+    /// second for one partition epoch.
+    pub fn isr_change(&self, now_ms: i64, replica_lag_time_max_ms: i64) -> Option<IsrChange> {
+        let mut state = self.lock();
+        let log_end_offset = state.log.log_end_offset();
+        let high_watermark = state.high_watermark;
+        let PartitionState { role, leadership, .. } = &mut *state;
+        let Role::Leader(leader) = role else { return None };
+        leader.isr_change(leadership, log_end_offset, high_watermark, now_ms, replica_lag_time_max_ms)
+    }
+
+    /// acks=all: waits until the HW reaches `end_offset` (everything below it is on every ISR member).
+    /// NOT_LEADER_OR_FOLLOWER when leadership moved or the leader epoch changed since the append;
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND when the HW got there with fewer than min.insync.replicas in the ISR
+    /// (Kafka's `checkEnoughReplicasReachOffset`); REQUEST_TIMED_OUT at `deadline`. Woken by events, no polling.
+    pub async fn wait_for_replication(
+        &self,
+        end_offset: i64,
+        leader_epoch: i32,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), PartitionError> {
+        // Subscribe before looking at the state, so an advance in between is not missed.
+        let mut events = self.replication_events.subscribe();
+        loop {
+            {
+                let state = self.lock();
+                let leads = matches!(state.role, Role::Leader(_));
+                if !leads || state.leadership.leader_epoch != leader_epoch {
+                    return Err(state.not_leader());
+                }
+                if state.high_watermark >= end_offset {
+                    let isr = state.leadership.isr.len();
+                    if (isr as i32) < state.min_insync_replicas {
+                        return Err(PartitionError::NotEnoughReplicasAfterAppend { isr, min: state.min_insync_replicas });
+                    }
+                    return Ok(());
+                }
+            }
+            match tokio::time::timeout_at(deadline, events.changed()).await {
+                Ok(Ok(())) => {}
+                // The sender lives as long as `self`; treat its loss like a leadership change.
+                Ok(Err(_)) => return Err(self.lock().not_leader()),
+                Err(_) => return Err(PartitionError::RequestTimedOut),
+            }
+        }
+    }
+
+    /// Follower only, in `leader_epoch`: where the fetcher stands.
+    pub fn follower_position(&self, leader_epoch: i32) -> Result<FollowerPosition, PartitionError> {
+        let state = self.lock();
+        state.check_follower(leader_epoch)?;
+        Ok(FollowerPosition {
+            leader: state.leadership.leader,
+            leader_epoch: state.leadership.leader_epoch,
+            log_start_offset: state.log.log_start_offset(),
+            log_end_offset: state.log.log_end_offset(),
+            high_watermark: state.high_watermark,
+            latest_epoch: state.log.latest_epoch(),
+        })
+    }
+
+    /// Follower only, in `leader_epoch`: appends record bytes from a leader's fetch response as they are
+    /// (a trailing partial batch is ignored), records every batch in the producer state so a later leader
+    /// still de-duplicates, raises the log start to the leader's (never above our HW) and sets HW =
+    /// min(leader HW, own LEO). Returns the new position. The caller fsyncs (`flush_to`) before fetching on.
+    pub fn append_replicated(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+        leader_high_watermark: i64,
+        leader_log_start_offset: i64,
+        now_ms: i64,
+    ) -> Result<FollowerPosition, PartitionError> {
+        let (appended, hw_advanced, position) = {
+            let mut state = self.lock();
+            state.check_follower(leader_epoch)?;
+            let info = state.log.append_as_follower(records, now_ms)?;
+            let appended = info.last_offset >= info.first_offset;
+            if appended {
+                // The bytes were just validated by the log; walk their headers again for the producer state.
+                for_each_batch_header(records, |header| {
+                    if header.base_offset >= info.first_offset && header.last_offset() <= info.last_offset {
+                        state.producers.record(header, header.base_offset, now_ms);
+                    }
+                });
+            }
+            let log_end_offset = state.log.log_end_offset();
+            let new_high_watermark = leader_high_watermark.min(log_end_offset);
+            let hw_advanced = new_high_watermark > state.high_watermark;
+            if hw_advanced {
+                state.high_watermark = new_high_watermark;
+            }
+            let log_start_target = leader_log_start_offset.min(state.high_watermark);
+            if log_start_target > state.log.log_start_offset() {
+                state.log.advance_log_start_offset(log_start_target)?;
+            }
+            let position = FollowerPosition {
+                leader: state.leadership.leader,
+                leader_epoch: state.leadership.leader_epoch,
+                log_start_offset: state.log.log_start_offset(),
+                log_end_offset,
+                high_watermark: state.high_watermark,
+                latest_epoch: state.log.latest_epoch(),
+            };
+            (appended, hw_advanced, position)
+        };
+        if appended {
+            self.wake_replica_fetchers();
+        }
+        if hw_advanced {
+            self.wake_fetchers();
+            self.signal_replication();
+        }
+        Ok(position)
+    }
+
+    /// Follower only, in `leader_epoch`: drops everything at and after `offset` (truncation by leader epoch);
+    /// the HW follows the log end down and producer state is rebuilt without the removed batches.
+    pub fn truncate_replica_to(&self, offset: i64, leader_epoch: i32, now_ms: i64) -> Result<(), PartitionError> {
+        let mut state = self.lock();
+        state.check_follower(leader_epoch)?;
+        let removes_data = offset < state.log.log_end_offset();
+        state.log.truncate_to(offset)?;
+        if !removes_data {
+            return Ok(());
+        }
+        state.high_watermark = state.high_watermark.min(state.log.log_end_offset());
+        state.rebuild_producer_state(now_ms)
+    }
+
+    /// Follower only, in `leader_epoch`: empties the log and restarts it at `offset`, the leader's log start,
+    /// when our log ends below it (Kafka's truncateFullyAndStartAt).
+    pub fn reset_replica_to(&self, offset: i64, leader_epoch: i32) -> Result<(), PartitionError> {
+        let mut state = self.lock();
+        state.check_follower(leader_epoch)?;
+        state.log.reset_to(offset)?;
+        state.high_watermark = offset;
+        state.producers = ProducerStateTable::default();
+        Ok(())
+    }
+
+    /// The newest leader epoch in the log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.lock().log.latest_epoch()
+    }
+
+    /// The log's leader-epoch cache: (epoch, first offset written in it), oldest first.
+    pub fn leader_epochs(&self) -> Vec<EpochEntry> {
+        self.lock().log.leader_epochs()
+    }
+
+    /// Reads from `offset` up to the log end offset, not the HW, whatever the role: what a follower fetch
+    /// returns (the caller has checked leadership) and what tests compare.
+    pub fn read_log(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<FetchedData, PartitionError> {
+        let state = self.lock();
+        let log_end_offset = state.log.log_end_offset();
+        let records = state.log.read(offset, max_bytes, log_end_offset, min_one)?;
+        Ok(FetchedData {
+            records,
+            high_watermark: state.high_watermark,
+            last_stable_offset: state.high_watermark,
+            log_start_offset: state.log.log_start_offset(),
         })
     }
 
@@ -173,6 +551,12 @@ impl Partition {
         check_epoch(requested, current)
     }
 
+    /// For client requests that only the leader serves: the epoch check above, then NOT_LEADER_OR_FOLLOWER
+    /// unless this broker leads (Kafka's `localLogWithEpochOrThrow` with fetchOnlyLeader).
+    pub fn check_leader(&self, requested_epoch: i32) -> Result<(), PartitionError> {
+        self.lock().check_leader(requested_epoch)
+    }
+
     /// Validates and appends one Produce record set. Duplicates of recent idempotent batches are answered
     /// with their original offsets and not appended again.
     pub fn append(&self, records: impl AsRef<[u8]>, acks: i16, now_ms: i64) -> Result<AppendOutcome, PartitionError> {
@@ -189,6 +573,7 @@ impl Partition {
         let header = batches[0];
         let outcome = {
             let mut state = self.lock();
+            state.check_leader(-1)?;
             if acks == -1 && (state.leadership.isr.len() as i32) < state.min_insync_replicas {
                 return Err(PartitionError::NotEnoughReplicas { isr: state.leadership.isr.len(), min: state.min_insync_replicas });
             }
@@ -199,6 +584,7 @@ impl Partition {
                         last_offset: original.last_offset,
                         log_append_time_ms: -1,
                         log_start_offset: state.log.log_start_offset(),
+                        leader_epoch: state.leadership.leader_epoch,
                     });
                 }
             }
@@ -207,20 +593,24 @@ impl Partition {
             // spares a fresh (page-faulting) allocation per request.
             let info = with_append_buffer(records, |copy| state.log.append_as_leader(copy, &batches, epoch, now_ms))?;
             state.producers.record(&header, info.first_offset, now_ms);
-            let log_end_offset = state.log.log_end_offset();
-            debug_assert!(state.high_watermark <= log_end_offset, "high watermark passed the log end offset");
-            // ISR = {this broker}: everything appended is replicated to the whole ISR.
-            if state.leadership.isr.len() <= 1 {
-                state.high_watermark = log_end_offset;
-            }
-            AppendOutcome {
+            // With the leader alone in the ISR this moves the HW to the new log end at once.
+            let hw_advanced = state.advance_high_watermark();
+            debug_assert!(state.high_watermark <= state.log.log_end_offset(), "high watermark passed the log end offset");
+            let outcome = AppendOutcome {
                 base_offset: info.first_offset,
                 last_offset: info.last_offset,
                 log_append_time_ms: info.log_append_time_ms,
                 log_start_offset: info.log_start_offset,
-            }
+                leader_epoch: epoch,
+            };
+            (outcome, hw_advanced)
         };
-        self.wake_fetchers();
+        let (outcome, hw_advanced) = outcome;
+        self.wake_replica_fetchers();
+        if hw_advanced {
+            self.wake_fetchers();
+            self.signal_replication();
+        }
         Ok(outcome)
     }
 
@@ -265,19 +655,26 @@ impl Partition {
         Ok(FetchedData { records, high_watermark: state.high_watermark, last_stable_offset, log_start_offset })
     }
 
-    /// Wakes `waiter` at the next high-watermark advance.
+    /// Wakes `waiter` (a consumer fetch) at the next high-watermark advance or leadership change.
     pub fn register_waiter(&self, waiter: Arc<Notify>) {
-        let mut waiters = self.fetch_waiters.lock().unwrap_or_else(|p| p.into_inner());
-        // Bound the list: waiters whose fetch already finished hold the only other reference.
-        waiters.retain(|w| Arc::strong_count(w) > 1);
-        waiters.push(waiter);
+        register(&self.fetch_waiters, waiter);
+    }
+
+    /// Wakes `waiter` (a follower fetch) at the next append or leadership change.
+    pub fn register_replica_waiter(&self, waiter: Arc<Notify>) {
+        register(&self.replica_fetch_waiters, waiter);
     }
 
     fn wake_fetchers(&self) {
-        let waiters = std::mem::take(&mut *self.fetch_waiters.lock().unwrap_or_else(|p| p.into_inner()));
-        for waiter in waiters {
-            waiter.notify_one();
-        }
+        wake(&self.fetch_waiters);
+    }
+
+    fn wake_replica_fetchers(&self) {
+        wake(&self.replica_fetch_waiters);
+    }
+
+    fn signal_replication(&self) {
+        self.replication_events.send_modify(|events| *events = events.wrapping_add(1));
     }
 
     /// ListOffsets: -1 latest, -2 earliest, -3 max timestamp, -4 earliest local, else the first record with a
@@ -296,9 +693,11 @@ impl Partition {
         })
     }
 
-    /// DeleteRecords: raises the log start offset; -1 means the high watermark. Returns the new low watermark.
+    /// DeleteRecords (leader only): raises the log start offset; -1 means the high watermark. Returns the new
+    /// low watermark. Followers follow the leader's log start through their fetches.
     pub fn delete_records(&self, offset: i64) -> Result<i64, PartitionError> {
         let mut state = self.lock();
+        state.check_leader(-1)?;
         let high_watermark = state.high_watermark;
         let target = if offset == -1 { high_watermark } else { offset };
         if target < 0 || target > high_watermark {
@@ -361,6 +760,37 @@ impl Partition {
     }
 }
 
+fn register(waiters: &Mutex<Vec<Arc<Notify>>>, waiter: Arc<Notify>) {
+    let mut waiters = waiters.lock().unwrap_or_else(|p| p.into_inner());
+    // Bound the list: waiters whose fetch already finished hold the only other reference.
+    waiters.retain(|w| Arc::strong_count(w) > 1);
+    waiters.push(waiter);
+}
+
+fn wake(waiters: &Mutex<Vec<Arc<Notify>>>) {
+    let waiters = std::mem::take(&mut *waiters.lock().unwrap_or_else(|p| p.into_inner()));
+    for waiter in waiters {
+        waiter.notify_one();
+    }
+}
+
+/// Calls `f` with the header of every whole batch in `records` (stops at a trailing partial batch).
+fn for_each_batch_header(records: &[u8], mut f: impl FnMut(&BatchHeader)) {
+    let mut pos = 0usize;
+    while let Some(rest) = records.get(pos..) {
+        if rest.len() < batch::BATCH_HEADER_BYTES {
+            break;
+        }
+        let Ok(header) = BatchHeader::parse(rest) else { break };
+        let size = header.total_size();
+        if header.batch_length < batch::MIN_BATCH_LENGTH || size > rest.len() {
+            break;
+        }
+        f(&header);
+        pos += size;
+    }
+}
+
 /// Largest append buffer kept between requests; a bigger one (a rare huge batch) is freed after use.
 const APPEND_BUFFER_KEEP_BYTES: usize = 16 << 20;
 
@@ -407,3 +837,6 @@ mod tests {
         assert!(matches!(check_epoch(6, 5), Err(PartitionError::UnknownLeaderEpoch { .. })));
     }
 }
+
+#[cfg(test)]
+mod replication_tests;

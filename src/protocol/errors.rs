@@ -52,6 +52,13 @@ impl KafkaCode for PartitionError {
             PartitionError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
             PartitionError::BatchCount(_) | PartitionError::MissingRecords => ResponseError::InvalidRecord,
             PartitionError::FlushTask(_) => ResponseError::KafkaStorageError,
+            PartitionError::NotLeaderOrFollower { .. } => ResponseError::NotLeaderOrFollower,
+            // Kafka: a replica missing from the assignment under a matching epoch may be one the leader has
+            // not learnt of yet (a reassignment), so the follower retries; without an epoch it cannot tell.
+            PartitionError::UnknownReplica { request_had_epoch: true, .. } => ResponseError::UnknownLeaderEpoch,
+            PartitionError::UnknownReplica { request_had_epoch: false, .. } => ResponseError::NotLeaderOrFollower,
+            PartitionError::NotEnoughReplicasAfterAppend { .. } => ResponseError::NotEnoughReplicasAfterAppend,
+            PartitionError::RequestTimedOut => ResponseError::RequestTimedOut,
         }
     }
 }
@@ -119,9 +126,12 @@ mod tests {
             SequenceError::OutOfOrderSequence { producer_id: 1, expected: 1, got: 3 }.into(),
             PartitionError::NotEnoughReplicas { isr: 1, min: 2 },
             PartitionError::BatchCount(2),
+            PartitionError::NotLeaderOrFollower { leader: 2, leader_epoch: 1 },
+            PartitionError::NotEnoughReplicasAfterAppend { isr: 1, min: 2 },
+            PartitionError::RequestTimedOut,
         ];
         let codes: Vec<i16> = errors.iter().map(|e| e.error_code()).collect();
-        assert_eq!(codes, vec![2, 10, 76, 56, 45, 19, 87]);
+        assert_eq!(codes, vec![2, 10, 76, 56, 45, 19, 87, 6, 20, 7]);
         assert!(!codes.contains(&ResponseError::UnknownServerError.code()));
     }
 }
