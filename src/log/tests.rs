@@ -627,3 +627,31 @@ mod model {
         }
     }
 }
+
+#[test]
+fn reset_to_restarts_an_empty_log_that_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), cfg()).unwrap();
+    append_with(&mut log, 3, 1000, 1, Compression::None);
+    log.reset_to(50).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (50, 50));
+    assert!(log.leader_epochs().is_empty());
+    append_with(&mut log, 1, 2000, 2, Compression::None);
+    assert_eq!(log.log_end_offset(), 51);
+    drop(log);
+    let log = Log::open(dir.path(), cfg()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (50, 51));
+    assert_eq!(log.leader_epochs(), vec![EpochEntry { epoch: 2, start_offset: 50 }]);
+}
+
+#[test]
+fn truncating_at_the_end_drops_an_epoch_that_wrote_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), cfg()).unwrap();
+    append_with(&mut log, 3, 1000, 1, Compression::None);
+    log.begin_leader_epoch(4).unwrap();
+    assert_eq!(log.latest_epoch(), Some(4));
+    log.truncate_to(3).unwrap();
+    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(log.leader_epochs(), vec![EpochEntry { epoch: 1, start_offset: 0 }]);
+}
