@@ -60,6 +60,8 @@ class ChaosConfig:
     settle_timeout_s: float = 25.0
     quiet_s: float = 1.0  # healthy time between faults
     warmup_s: float = 2.0
+    fault_budget_s: float | None = None  # no new fault after this long (a cluster that does not heal)
+    read_timeout_s: float = 60.0  # per partition, for the read-back
     network: str = "auto"
     broker_props: dict = field(default_factory=dict)
 
@@ -166,7 +168,9 @@ class ProducerWorker(threading.Thread):
                 self.history.attempts.append(Attempt(self.producer_id, seq, partition, t))
                 seq += 1
                 next_t += interval
-                producer.poll(max(0.0, next_t - time.monotonic()))
+                while (left := next_t - time.monotonic()) > 0:  # poll() returns early when it serves a callback
+                    producer.poll(left)
+                producer.poll(0)
                 if time.monotonic() - next_t > 1.0:  # fell behind (a slow poll): do not burst to catch up
                     next_t = time.monotonic()
             self.unflushed = producer.flush(self.cfg.delivery_deadline_s + 5)
@@ -376,11 +380,13 @@ class ChaosResult:
         return "\n".join(lines)
 
 
-def read_everything(cluster: Cluster, topic: str, partitions: int) -> dict[int, list[tuple[int, bytes | None]]]:
+def read_everything(
+    cluster: Cluster, topic: str, partitions: int, timeout_s: float = 60.0
+) -> dict[int, list[tuple[int, bytes | None]]]:
     from harness.readback import read_partition
 
     return {
-        p: [(r.offset, r.value) for r in read_partition(cluster.bootstrap, topic, p, timeout_s=60.0)]
+        p: [(r.offset, r.value) for r in read_partition(cluster.bootstrap, topic, p, timeout_s=timeout_s)]
         for p in range(partitions)
     }
 
@@ -430,6 +436,12 @@ def run_chaos(cfg: ChaosConfig, base_dir: Path, say=print, cluster: Cluster | No
         for i, fault in enumerate(schedule):
             if cfg.duration_s is not None and time.monotonic() - t0 > cfg.duration_s and i > 0:
                 break
+            if cfg.fault_budget_s is not None and time.monotonic() - t0 > cfg.fault_budget_s:
+                runner.notes.append(
+                    f"fault budget of {cfg.fault_budget_s:.0f}s used up: skipped {[f.kind for f in schedule[i:]]}"
+                )
+                runner.log(runner.notes[-1])
+                break
             runner.run(fault)
             runner.settle(fault.kind)
             time.sleep(cfg.quiet_s)
@@ -454,7 +466,7 @@ def run_chaos(cfg: ChaosConfig, base_dir: Path, say=print, cluster: Cluster | No
             runner.notes.append(f"fatal client errors: {[(round(t - t0, 2), p, e) for t, p, e in fatal[:5]]}")
         recovered = runner.settle("the end of the run")
         runner.log("reading every partition back from offset 0")
-        log = read_everything(cluster, topic, cfg.partitions)
+        log = read_everything(cluster, topic, cfg.partitions, cfg.read_timeout_s)
         report = check(
             history.attempts,
             history.acks,

@@ -120,7 +120,9 @@ class BackgroundProducer(threading.Thread):
             except BufferError:
                 pass
             next_t += self.interval
-            self.producer.poll(max(0.0, next_t - time.monotonic()))
+            while (left := next_t - time.monotonic()) > 0:  # poll() returns early when it serves a callback
+                self.producer.poll(left)
+            self.producer.poll(0)
             if time.monotonic() - next_t > 1.0:
                 next_t = time.monotonic()
         self.remaining = self.producer.flush(60)

@@ -143,6 +143,18 @@ def parse_metadata_v7(body: bytes, answered_by: int = -1) -> ClusterMetadata:
     )
 
 
+def summarize(t: TopicInfo | None) -> str:
+    """One line per topic: p<i>=leader/epoch isr[...] (errors shown)."""
+    if t is None:
+        return "topic absent"
+    parts = [
+        f"p{p.partition}: leader {p.leader} epoch {p.leader_epoch} isr {list(p.isr)}"
+        + (f" error {p.error_code}" if p.error_code else "")
+        for p in sorted(t.partitions.values(), key=lambda p: p.partition)
+    ]
+    return (f"error {t.error_code}; " if t.error_code else "") + "; ".join(parts)
+
+
 def fetch_metadata(
     host: str, port: int, topics: list[str] | None = None, timeout_s: float = 3.0, answered_by: int = -1
 ) -> ClusterMetadata:
@@ -581,14 +593,20 @@ class Cluster:
     ) -> dict[int, PartitionInfo]:
         """Until predicate(partitions: {index: PartitionInfo}) holds in the metadata of `node` (or any alive node)."""
 
+        seen: list = []
+
         def check():
             md = self.metadata([topic], node)
             t = md.topics.get(topic)
+            seen[:] = [f"node {md.answered_by}: {summarize(t)}"]
             if t is None or t.error_code != 0 or not t.partitions:
                 return None
             return t.partitions if predicate(t.partitions) else None
 
-        return self.wait_until(check, timeout_s, f"{topic}: {what}")
+        try:
+            return self.wait_until(check, timeout_s, f"{topic}: {what}")
+        except ClusterError as e:
+            raise ClusterError(f"{e}; last metadata: {seen[0] if seen else 'none'}") from None
 
     def wait_isr(self, topic: str, size: int | None = None, timeout_s: float = 30.0, node: int | None = None):
         """Until every partition of topic has an ISR of `size` (default: the cluster size) and a leader."""
