@@ -146,6 +146,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     // follow the new metadata); then everything appended is made durable.
     broker.controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT).await;
     server.abort();
+    broker.stop_replication().await;
     flush_everything(&broker).await;
     Ok(())
 }

@@ -26,9 +26,11 @@ use crate::broker::{now_ms, Broker};
 use crate::config::BrokerConfig;
 use crate::controller::NewTopic;
 use crate::log::batch::{self, BatchBuilder, NewRecord};
-use crate::partition::{Isolation, Partition, PartitionError};
+use crate::partition::{Partition, PartitionError};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// How long a group write waits for the in-sync replicas (Kafka's offsets.commit.timeout.ms default).
+const OFFSETS_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Commands queued per shard before senders wait.
 const SHARD_QUEUE: usize = 1024;
 /// Requests parked per shard (waiting JoinGroup/SyncGroup, writes waiting for their fsync).
@@ -384,8 +386,8 @@ impl ShardTask {
         for effect in batch.into_iter().flatten() {
             match effect {
                 Effect::Append(records) => {
-                    if let Some(end) = self.append(&records)? {
-                        durable_end = Some(end);
+                    if let Some(appended) = self.append(&records)? {
+                        durable_end = Some(appended);
                     }
                 }
                 Effect::Reply { request, reply } => {
@@ -399,8 +401,11 @@ impl ShardTask {
                 Effect::CancelTimer(key) => self.timers.cancel(&key),
             }
         }
-        if let Some(end) = durable_end {
+        if let Some((end, leader_epoch)) = durable_end {
             self.partition.flush_to(end).await?;
+            // Like acks=all: a commit is answered once every in-sync replica has it, so it survives failover.
+            let deadline = tokio::time::Instant::now() + OFFSETS_COMMIT_TIMEOUT;
+            self.partition.wait_for_replication(end, leader_epoch, deadline).await?;
         }
         for (request, reply) in held_replies {
             if let Some(waiter) = self.parked.remove(&request) {
@@ -410,8 +415,9 @@ impl ShardTask {
         Ok(())
     }
 
-    /// Appends records as one batch; returns the offset that must be durable before dependent replies.
-    fn append(&self, records: &[GroupRecord]) -> Result<Option<i64>, PartitionError> {
+    /// Appends records as one batch; returns the offset that must be durable and replicated before dependent
+    /// replies, and the leader epoch of the append.
+    fn append(&self, records: &[GroupRecord]) -> Result<Option<(i64, i32)>, PartitionError> {
         if records.is_empty() {
             return Ok(None);
         }
@@ -423,7 +429,7 @@ impl ShardTask {
             .collect();
         let batch = BatchBuilder::new().build(&new_records)?;
         let outcome = self.partition.append(batch, -1, now)?;
-        Ok(Some(outcome.last_offset + 1))
+        Ok(Some((outcome.last_offset + 1, outcome.leader_epoch)))
     }
 
     /// Rebuilds a shard from the partition's log, then arms its timers.
@@ -434,9 +440,11 @@ impl ShardTask {
         let mut records = 0usize;
         let offsets = self.partition.offsets();
         let mut next = offsets.log_start_offset;
-        let end = offsets.high_watermark;
+        // Up to the log end, as Kafka's coordinator loads: a new leader's log is the partition's truth, and its
+        // high watermark may lag until the followers have fetched again.
+        let end = offsets.log_end_offset;
         while next < end {
-            let data = match self.partition.read(next, LOAD_READ_BYTES, true, Isolation::ReadUncommitted) {
+            let data = match self.partition.read_log(next, LOAD_READ_BYTES, true) {
                 Ok(data) => data,
                 Err(e) => {
                     tracing::error!(partition = self.partition.index, offset = next, error = %e, "reading {OFFSETS_TOPIC} while loading failed");
