@@ -264,8 +264,17 @@ def test_group_offsets_survive_coordinator_kill(cluster, topic):
                 seen = e
             time.sleep(0.3)
         assert seen == want, f"committed offsets after the coordinator's kill: {seen}, expected {want}"
-        desc = AdminClient({"bootstrap.servers": cluster.bootstrap_of(survivors)}).describe_consumer_groups([group])[group].result(10)
-        assert desc.coordinator.id in survivors
+        survivors_admin = AdminClient({"bootstrap.servers": cluster.bootstrap_of(survivors)})
+
+        def new_coordinator():
+            try:
+                d = survivors_admin.describe_consumer_groups([group], request_timeout=5)[group].result(6)
+            except Exception as e:  # noqa: BLE001 - the group moving: retry until the deadline
+                return None if "timed out" in str(e).lower() or isinstance(e, TimeoutError) else e
+            return d.coordinator.id
+
+        coord = cluster.wait_until(new_coordinator, 30.0, "DescribeGroups to answer after the coordinator's kill")
+        assert coord in survivors, f"DescribeGroups names coordinator {coord!r} (killed: {coordinator})"
         # and consumption resumes exactly there: the other 40 records
         fresh.subscribe([topic])
         rest = []

@@ -44,7 +44,7 @@ if __package__ in (None, ""):  # run as a file: make `harness` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import wire  # noqa: E402
-from harness.broker import BrokerProcess, BrokerStartError, free_loopback_port  # noqa: E402
+from harness.broker import BrokerProcess  # noqa: E402
 
 # Timings short enough that a failover happens within a few seconds.
 FAST_TIMINGS: dict[str, str] = {
@@ -60,6 +60,22 @@ FAST_TIMINGS: dict[str, str] = {
 }
 
 FORM_TIMEOUT_S = 60.0
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    """`count` different free loopback ports: the sockets stay bound until
+    all are chosen (free_loopback_port() called twice may return the same
+    port, since each socket is closed before the next bind)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class IsolationUnsupported(RuntimeError):
@@ -372,11 +388,12 @@ class Cluster:
         self._lock = threading.Lock()
         self.nodes: dict[int, Node] = {}
         addresses: dict[int, tuple[str, int, int]] = {}
-        for n in self.node_ids:
+        ports = distinct_free_ports(2 * size) if not self.net else []
+        for i, n in enumerate(self.node_ids):
             if self.net:
                 addresses[n] = (self.net.host(n), 9092, 9093)
             else:
-                addresses[n] = ("127.0.0.1", free_loopback_port(), free_loopback_port())
+                addresses[n] = ("127.0.0.1", ports[2 * i], ports[2 * i + 1])
         voters = ",".join(f"{n}@{h}:{cp}" for n, (h, _, cp) in addresses.items())
         set_args = [a for k, v in self.props.items() for a in ("--set", f"{k}={v}")]
         for n, (host, port, cport) in addresses.items():
