@@ -94,9 +94,11 @@ impl Broker {
         let registered = tokio::spawn(membership_loop(Arc::downgrade(&broker)));
         if single_voter {
             // A single node serves only once it is registered and unfenced, so its first client sees it.
+            // This process's registration, not one replayed from before a crash.
+            let incarnation = broker.incarnation;
             let wait = async {
                 let mut images = broker.controller.subscribe();
-                while !images.borrow_and_update().is_live(node_id) {
+                while !images.borrow_and_update().broker(node_id).is_some_and(|b| b.incarnation == incarnation && !b.fenced) {
                     if images.changed().await.is_err() {
                         break;
                     }
@@ -426,9 +428,27 @@ async fn controller_endpoints(config: &BrokerConfig, node_id: i32) -> anyhow::Re
         }
         None
     } else {
-        Some(TcpListener::bind(&listen).await.with_context(|| format!("binding the controller listener {listen}"))?)
+        Some(bind_listener(&listen).await.with_context(|| format!("binding the controller listener {listen}"))?)
     };
     Ok((voters, listener))
+}
+
+/// How long binding a listener is retried while its address is in use.
+const BIND_RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// Binds `address`, retrying for a while if it is in use: after a crash, a fixed port can be held briefly by
+/// an outgoing connection that happened to get it as its ephemeral port (or by the dying process).
+pub async fn bind_listener(address: &str) -> std::io::Result<TcpListener> {
+    let deadline = tokio::time::Instant::now() + BIND_RETRY_FOR;
+    loop {
+        match TcpListener::bind(address).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tokio::time::Instant::now() < deadline => {
+                tracing::warn!(address, "address in use; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Reconciles on every new metadata image.

@@ -122,7 +122,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         other => strip_listener_name(other).to_string(),
     };
     let advertised = split_host_port(&advertised)?;
-    let listener = tokio::net::TcpListener::bind(listen_addr).await.with_context(|| format!("binding {listen_addr}"))?;
+    let listener = odradek::broker::bind_listener(&listen_addr.to_string()).await.with_context(|| format!("binding {listen_addr}"))?;
     let broker = Broker::open(config, advertised).await?;
     tracing::info!(
         node_id = broker.node_id,
