@@ -97,9 +97,7 @@ def cluster_factory(tmp_path_factory, request):
     def start(props: dict | None = None, network: str = "loopback", **kwargs) -> Cluster:
         ok, reason = detect_cluster_support(kwargs.get("binary"))
         if not ok:
-            # TEMPORARY while the cluster is being built: to be turned into
-            # pytest.fail once the broker has clustering (CLUSTER-READY).
-            pytest.skip(f"cluster not available yet: {reason}")
+            pytest.fail(f"cannot start a cluster: {reason}", pytrace=False)
         base = tmp_path_factory.mktemp("cluster")
         c = Cluster(base, props=props, network=network, **kwargs)
         started.append(c)

@@ -22,13 +22,11 @@ Safety properties (each count must be 0)
 - minority_acks: an acknowledgement arrived while fewer than
   min.insync.replicas brokers were alive (later than `grace_s` after the
   window opened: acks already on their way are allowed), or a record first
-  produced in such a window was acknowledged although its client gave up on
-  it before the window closed. The second rule needs `delivery_deadline_s`:
-  the longest the client keeps retrying a record (message.timeout.ms plus
-  one request.timeout.ms, plus a margin); a record produced in the window
-  less than that before the window closed may legitimately be retried and
-  acknowledged once the brokers are back, so only acks *before* the window
-  closed count for it;
+  produced in such a window was acknowledged although its client had given
+  up on it (Attempt.give_up_by: produce time + message.timeout.ms + one
+  request.timeout.ms + a margin) before the window closed. A record whose
+  client keeps retrying past the window may legitimately be acknowledged
+  once the brokers are back (it is counted, as allowed);
 - phantoms: a stored value that no producer ever produced (corruption).
 
 Reported, not enforced: failed and unresolved records, and the longest
@@ -64,6 +62,7 @@ class Attempt:
     seq: int
     partition: int
     t_produce: float
+    give_up_by: float = float("inf")  # the client has failed it by then at the latest
 
 
 @dataclass(frozen=True)
@@ -231,12 +230,12 @@ def find_minority_acks(
     acks: list[Ack],
     windows: list[Window],
     grace_s: float,
-    delivery_deadline_s: float,
 ) -> tuple[list[tuple], int]:
     """(violations, allowed): see the module docstring. `allowed` counts
     records first produced in a window and acknowledged after it closed,
-    within their client's delivery deadline."""
+    their client still retrying them then."""
     produced_at = {(a.producer, a.seq): a.t_produce for a in attempts}
+    give_up = {(a.producer, a.seq): a.give_up_by for a in attempts}
     violations = []
     allowed = 0
     for ack in acks:
@@ -247,7 +246,7 @@ def find_minority_acks(
                 violations.append((ack.producer, ack.seq, t_produce, ack.t_ack, w.what or (w.start, w.end), "acked in window"))
                 break
             if t_produce is not None and opened <= t_produce < w.end:
-                if t_produce < w.end - delivery_deadline_s:
+                if give_up[(ack.producer, ack.seq)] < w.end:
                     violations.append(
                         (ack.producer, ack.seq, t_produce, ack.t_ack, w.what or (w.start, w.end), "produced in window, given up before it closed")
                     )
@@ -275,7 +274,6 @@ def check(
     log: dict[int, list[tuple[int, bytes | None]]],
     windows: list[Window] = (),
     grace_s: float = 1.0,
-    delivery_deadline_s: float = float("inf"),
     producing: tuple[float, float] | None = None,
 ) -> Report:
     r = Report()
@@ -294,7 +292,7 @@ def check(
     r.reordered = find_reordered(log)
     r.phantoms = find_phantoms(log, attempts)
     r.minority_acks, r.acked_in_window_produce = find_minority_acks(
-        attempts, acks, list(windows), grace_s, delivery_deadline_s
+        attempts, acks, list(windows), grace_s
     )
     if producing is not None:
         r.longest_unavailability_s, r.longest_unavailability_at, r.gaps = unavailability(

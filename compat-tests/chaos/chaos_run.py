@@ -52,10 +52,22 @@ class ChaosConfig:
     rate_per_producer: float = 80.0  # records per second
     value_pad: int = 40
     min_insync: int = 2
-    message_timeout_ms: int = 4000
-    request_timeout_ms: int = 2500
+    # The workload's producers retry for a long time: a record that times out in the client while it
+    # is possibly persisted makes librdkafka bump the epoch and re-send what was still queued under new
+    # sequence numbers, which duplicates records the broker did store (librdkafka's documented
+    # behaviour, not a broker bug). With a long message.timeout.ms nothing times out and any duplicate
+    # is the broker's.
+    message_timeout_ms: int = 120000
+    request_timeout_ms: int = 3000
+    flush_timeout_s: float = 30.0  # at the end; what is still unresolved then is purged and reported
+    # While two brokers are dead, probe producers (not idempotent, retries=0, short timeouts) write
+    # to every partition: each probe's client gives up before the brokers come back, so an ack of a
+    # probe is an ack given with fewer than min.insync.replicas brokers alive.
+    probe_timeout_ms: int = 2000
+    probe_request_timeout_ms: int = 1500
+    probe_span_s: float = 2.0  # how long the probes are produced
+    probe_rate: float = 40.0
     down_s: tuple[float, float] = (2.0, 4.0)  # how long a killed / paused / isolated broker stays out
-    kill_two_strict_s: float = 2.0  # part of the two-dead window in which every new record must fail
     grace_s: float = 1.0  # acks within this long after a window opens were already on their way
     settle_timeout_s: float = 25.0
     quiet_s: float = 1.0  # healthy time between faults
@@ -63,13 +75,23 @@ class ChaosConfig:
     fault_budget_s: float | None = None  # no new fault after this long (a cluster that does not heal)
     read_timeout_s: float = 60.0  # per partition, for the read-back
     network: str = "auto"
+    client_debug: str = ""  # librdkafka debug contexts for the producers (e.g. "eos,msg"), logged to librdkafka.log
     broker_props: dict = field(default_factory=dict)
 
     @property
     def delivery_deadline_s(self) -> float:
-        """The longest a client keeps trying a record: message.timeout.ms
+        """The longest a workload producer keeps trying a record: message.timeout.ms
         plus one request.timeout.ms for a request in flight, and a margin."""
         return (self.message_timeout_ms + self.request_timeout_ms) / 1000.0 + 1.0
+
+    @property
+    def probe_deadline_s(self) -> float:
+        return (self.probe_timeout_ms + self.probe_request_timeout_ms) / 1000.0 + 1.0
+
+    @property
+    def kill_two_min_s(self) -> float:
+        """Two brokers stay dead at least this long: the grace, the probes, and their clients giving up."""
+        return self.grace_s + self.probe_span_s + self.probe_deadline_s + 0.5
 
 
 # --------------------------------------------------------------------------
@@ -89,8 +111,13 @@ class History:
 
 class ProducerWorker(threading.Thread):
     def __init__(self, producer_id: int, bootstrap: str, topic: str, cfg: ChaosConfig, history: History,
-                 stop: threading.Event, logger: logging.Logger):
-        super().__init__(name=f"chaos-producer-{producer_id}", daemon=True)
+                 stop: threading.Event, logger: logging.Logger, probe: bool = False):
+        super().__init__(name=f"chaos-{'probe' if probe else 'producer'}-{producer_id}", daemon=True)
+        self.probe = probe
+        self.message_timeout_ms = cfg.probe_timeout_ms if probe else cfg.message_timeout_ms
+        self.request_timeout_ms = cfg.probe_request_timeout_ms if probe else cfg.request_timeout_ms
+        self.rate = cfg.probe_rate if probe else cfg.rate_per_producer
+        self.give_up_after_s = cfg.probe_deadline_s if probe else cfg.delivery_deadline_s
         self.producer_id = producer_id
         self.bootstrap = bootstrap
         self.topic = topic
@@ -107,10 +134,11 @@ class ProducerWorker(threading.Thread):
         return {
             "bootstrap.servers": self.bootstrap,
             "acks": "all",
-            "enable.idempotence": True,
+            "enable.idempotence": not self.probe,
+            **({"retries": 0} if self.probe else {}),
             "linger.ms": 5,
-            "message.timeout.ms": self.cfg.message_timeout_ms,
-            "request.timeout.ms": self.cfg.request_timeout_ms,
+            "message.timeout.ms": self.message_timeout_ms,
+            "request.timeout.ms": self.request_timeout_ms,
             "retry.backoff.ms": 100,
             "retry.backoff.max.ms": 500,
             "reconnect.backoff.ms": 50,
@@ -119,6 +147,7 @@ class ProducerWorker(threading.Thread):
             "topic.metadata.refresh.interval.ms": 2000,
             "error_cb": self._on_error,
             "logger": self.logger,
+            **({"debug": self.cfg.client_debug} if self.cfg.client_debug else {}),
         }
 
     def _on_error(self, err) -> None:
@@ -145,11 +174,11 @@ class ProducerWorker(threading.Thread):
         try:
             producer = Producer(self._config())
             seq = 0
-            interval = 1.0 / self.cfg.rate_per_producer
+            interval = 1.0 / self.rate
             next_t = time.monotonic()
             while not self.stop_event.is_set():
                 if self._fatal:  # e.g. a sequence error the client cannot recover from: note it, start afresh
-                    producer.flush(self.cfg.message_timeout_ms / 1000.0 + 5)
+                    self._finish(producer)
                     producer = Producer(self._config())
                     self._fatal = False
                     self.recreated += 1
@@ -165,7 +194,7 @@ class ProducerWorker(threading.Thread):
                 except BufferError:
                     producer.poll(0.05)
                     continue
-                self.history.attempts.append(Attempt(self.producer_id, seq, partition, t))
+                self.history.attempts.append(Attempt(self.producer_id, seq, partition, t, t + self.give_up_after_s))
                 seq += 1
                 next_t += interval
                 while (left := next_t - time.monotonic()) > 0:  # poll() returns early when it serves a callback
@@ -173,9 +202,18 @@ class ProducerWorker(threading.Thread):
                 producer.poll(0)
                 if time.monotonic() - next_t > 1.0:  # fell behind (a slow poll): do not burst to catch up
                     next_t = time.monotonic()
-            self.unflushed = producer.flush(self.cfg.delivery_deadline_s + 5)
+            self._finish(producer)
         except BaseException as e:  # noqa: BLE001 - reported by the runner
             self.exception = e
+
+    def _finish(self, producer) -> None:
+        """Flush (bounded); purge what is still unresolved, so it is reported as failed."""
+        timeout = self.give_up_after_s + 2 if self.probe else self.cfg.flush_timeout_s
+        remaining = producer.flush(timeout)
+        if remaining:
+            self.unflushed += remaining
+            producer.purge(in_queue=True, in_flight=True, blocking=False)
+            producer.flush(5)
 
 
 # --------------------------------------------------------------------------
@@ -205,7 +243,7 @@ def make_schedule(rng: random.Random, cfg: ChaosConfig, node_ids: list[int]) -> 
             elif kind in ("pause", "isolate"):
                 faults.append(Fault(kind, nodes=(rng.choice(node_ids),), down_s=down))
             elif kind == "kill_two":
-                hold = cfg.grace_s + cfg.delivery_deadline_s + cfg.kill_two_strict_s
+                hold = max(down, cfg.kill_two_min_s)
                 faults.append(Fault(kind, nodes=tuple(rng.sample(node_ids, 2)), down_s=round(hold, 2)))
             elif kind == "rolling_restart":
                 order = list(node_ids)
@@ -217,7 +255,11 @@ def make_schedule(rng: random.Random, cfg: ChaosConfig, node_ids: list[int]) -> 
 
 
 class FaultRunner:
-    def __init__(self, cluster: Cluster, topic: str, cfg: ChaosConfig, t0: float, say):
+    def __init__(self, cluster: Cluster, topic: str, cfg: ChaosConfig, t0: float, say,
+                 history: History | None = None, logger: logging.Logger | None = None):
+        self.history = history or History()
+        self.logger = logger or logging.getLogger("chaos")
+        self.probes_run = 0
         self.cluster = cluster
         self.topic = topic
         self.cfg = cfg
@@ -304,8 +346,11 @@ class FaultRunner:
             a, b = fault.nodes
             self.log(f"fault kill_two: nodes {a} and {b} for {fault.down_s}s")
             self._act("kill -9", c.kill, a)
+            t_open = time.monotonic()
             self._act("kill -9", c.kill, b)
-            self._sleep(fault.down_s)
+            self._sleep(t_open + self.cfg.grace_s - time.monotonic())
+            self.run_probes(t_open + fault.down_s)
+            self._sleep(t_open + fault.down_s - time.monotonic())
             # the restarts go together: the controller quorum needs both back
             t = time.monotonic()
             for n in (a, b):
@@ -339,6 +384,28 @@ class FaultRunner:
         else:
             raise ValueError(fault.kind)
 
+    def run_probes(self, window_end: float) -> None:
+        """Probe producers write to every partition until their clients
+        would still give up before window_end; all must be refused."""
+        span = window_end - time.monotonic() - self.cfg.probe_deadline_s - 0.5
+        if span < 0.3:
+            self.notes.append("kill_two: window too short for probes")
+            return
+        self.probes_run += 1
+        stop = threading.Event()
+        probe = ProducerWorker(100 + self.probes_run, self.cluster.bootstrap, self.topic, self.cfg, self.history,
+                               stop, self.logger, probe=True)
+        self.log(f"probe producer {probe.producer_id}: producing for {span:.1f}s with only one broker alive")
+        probe.start()
+        time.sleep(min(span, self.cfg.probe_span_s))
+        stop.set()
+        probe.join(self.cfg.probe_deadline_s + 10)
+        if probe.exception is not None:
+            self.notes.append(f"probe producer failed: {probe.exception!r}")
+        mine = [a for a in self.history.attempts if a.producer == probe.producer_id]
+        acked = sum(1 for a in self.history.acks if a.producer == probe.producer_id)
+        self.log(f"probe producer {probe.producer_id}: {len(mine)} produced, {acked} acknowledged")
+
     def close(self) -> None:
         if self._open is not None:
             self.windows.append(Window(self._open, time.monotonic(), self._open_what))
@@ -362,6 +429,8 @@ class ChaosResult:
     network: str
     isolation_emulated: bool
     acks_after_faults: int  # acks after the last fault had healed: the cluster serves again
+    probes_produced: int = 0  # records written while only one broker was alive (all must fail)
+    probe_outcomes: dict = field(default_factory=dict)  # error (or "ACKNOWLEDGED") -> count
 
     def format(self) -> str:
         lines = [
@@ -373,11 +442,43 @@ class ChaosResult:
             self.report.format(self.t0),
             f"recovered at the end (ISR 3 everywhere): {'yes' if self.recovered else 'NO'}; "
             f"acks after the last fault healed: {self.acks_after_faults}",
+            f"probes while only one broker was alive: {self.probes_produced} produced; outcomes: "
+            + (", ".join(f"{n} x {e}" for e, n in sorted(self.probe_outcomes.items(), key=lambda kv: -kv[1])) or "none"),
         ]
         if self.notes:
             lines.append("liveness notes:")
             lines += [f"    {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def probe_outcomes(history: History) -> dict:
+    out: dict[str, int] = {}
+    for a in history.acks:
+        if a.producer >= 100:
+            out["ACKNOWLEDGED"] = out.get("ACKNOWLEDGED", 0) + 1
+    for f in history.failures:
+        if f.producer >= 100:
+            out[f.error] = out.get(f.error, 0) + 1
+    return out
+
+
+def dump_history(path: Path, history: History, log: dict, runner: "FaultRunner", t0: float) -> None:
+    """Everything the checker saw, for a post-mortem (times relative to the start of producing)."""
+    import json
+
+    def rel(t: float) -> float:
+        return round(t - t0, 4)
+
+    data = {
+        "attempts": [[a.producer, a.seq, a.partition, rel(a.t_produce)] for a in history.attempts],
+        "acks": [[a.producer, a.seq, a.partition, a.offset, rel(a.t_ack)] for a in history.acks],
+        "failures": [[f.producer, f.seq, f.partition, rel(f.t_fail), f.error] for f in history.failures],
+        "client_errors": [[rel(t), p, e] for t, p, e in history.client_errors],
+        "log": {str(p): [[o, v.decode(errors="replace") if v else None] for o, v in recs] for p, recs in log.items()},
+        "events": [[rel(t), e] for t, e in runner.events],
+        "windows": [[rel(w.start), rel(w.end), w.what] for w in runner.windows],
+    }
+    path.write_text(json.dumps(data))
 
 
 def read_everything(
@@ -414,7 +515,7 @@ def run_chaos(cfg: ChaosConfig, base_dir: Path, say=print, cluster: Cluster | No
     handler = logging.FileHandler(base_dir / "librdkafka.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG if cfg.client_debug else logging.INFO)
     try:
         if own:
             took = cluster.start_all()
@@ -426,7 +527,7 @@ def run_chaos(cfg: ChaosConfig, base_dir: Path, say=print, cluster: Cluster | No
         history = History()
         stop = threading.Event()
         t0 = time.monotonic()
-        runner = FaultRunner(cluster, topic, cfg, t0, say)
+        runner = FaultRunner(cluster, topic, cfg, t0, say, history, logger)
         runner.log(f"topic {topic}: {cfg.partitions} partitions, RF 3, min.insync.replicas {cfg.min_insync}; "
                    f"schedule: {[(f.kind, f.partition if f.kind == 'kill_leader' else f.nodes, f.down_s) for f in schedule]}")
         workers = [ProducerWorker(i, cluster.bootstrap, topic, cfg, history, stop, logger) for i in range(cfg.producers)]
@@ -453,12 +554,14 @@ def run_chaos(cfg: ChaosConfig, base_dir: Path, say=print, cluster: Cluster | No
         t_stop = time.monotonic()
         runner.log("producers stopping; flushing")
         for w in workers:
-            w.join(cfg.delivery_deadline_s + 30)
+            w.join(cfg.flush_timeout_s + 30)
         for w in workers:
             if w.exception is not None:
                 raise RuntimeError(f"producer {w.producer_id} failed: {w.exception!r}") from w.exception
             if w.is_alive():
                 runner.notes.append(f"producer {w.producer_id} did not finish flushing")
+            if w.unflushed:
+                runner.notes.append(f"producer {w.producer_id}: {w.unflushed} records unresolved after the final flush (purged)")
             if w.recreated:
                 runner.notes.append(f"producer {w.producer_id} hit {w.recreated} fatal client error(s) and was recreated")
         fatal = [e for e in history.client_errors if "fatal" in e[2].lower()]
@@ -467,6 +570,7 @@ def run_chaos(cfg: ChaosConfig, base_dir: Path, say=print, cluster: Cluster | No
         recovered = runner.settle("the end of the run")
         runner.log("reading every partition back from offset 0")
         log = read_everything(cluster, topic, cfg.partitions, cfg.read_timeout_s)
+        dump_history(base_dir / "history.json", history, log, runner, t0)
         report = check(
             history.attempts,
             history.acks,
@@ -474,12 +578,13 @@ def run_chaos(cfg: ChaosConfig, base_dir: Path, say=print, cluster: Cluster | No
             log,
             windows=runner.windows,
             grace_s=cfg.grace_s,
-            delivery_deadline_s=cfg.delivery_deadline_s,
             producing=(t0, t_stop),
         )
         return ChaosResult(report, cfg, schedule, runner.events, runner.notes, runner.windows, t0,
                            time.monotonic() - started, recovered, cluster.network_mode, runner.isolation_emulated,
-                           sum(1 for a in history.acks if a.t_ack > t_faults_done))
+                           sum(1 for a in history.acks if a.t_ack > t_faults_done),
+                           sum(1 for a in history.attempts if a.producer >= 100),
+                           probe_outcomes(history))
     finally:
         logger.removeHandler(handler)
         handler.close()
@@ -496,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--producers", type=int, default=3)
     ap.add_argument("--rate", type=float, default=100.0, help="records per second per producer")
     ap.add_argument("--network", choices=["auto", "netns", "loopback"], default="auto")
+    ap.add_argument("--client-debug", default="", help="librdkafka debug contexts for the producers, e.g. eos,msg")
     ap.add_argument("--keep", action="store_true", help="keep the data dirs and logs")
     ap.add_argument("--dir", default=None, help="where to put data and logs (default: a temporary dir)")
     args = ap.parse_args(argv)
@@ -507,11 +613,10 @@ def main(argv: list[str] | None = None) -> int:
         partitions=args.partitions,
         producers=args.producers,
         rate_per_producer=args.rate,
-        message_timeout_ms=8000,
         request_timeout_ms=4000,
         down_s=(2.0, 8.0),
-        kill_two_strict_s=4.0,
         network=args.network,
+        client_debug=args.client_debug,
     )
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix=f"odradek-chaos-{seed}-"))
     base.mkdir(parents=True, exist_ok=True)

@@ -135,7 +135,7 @@ def test_ack_inside_minority_window_is_caught_after_grace():
         Ack(0, 1, 0, 1, 25.0),  # under min.insync.replicas: a violation
         Ack(0, 2, 0, 2, 31.0),  # after the window
     ]
-    violations, allowed = find_minority_acks(attempts, acks, [w], grace_s=1.0, delivery_deadline_s=5.0)
+    violations, allowed = find_minority_acks(attempts, acks, [w], grace_s=1.0)
     assert [(v[0], v[1], v[5]) for v in violations] == [(0, 1, "acked in window")]
     assert allowed == 0
 
@@ -143,24 +143,25 @@ def test_ack_inside_minority_window_is_caught_after_grace():
 def test_record_produced_in_window_and_given_up_must_not_be_acked():
     w = Window(start=20.0, end=40.0)
     attempts = [
-        Attempt(0, 0, 0, 22.0),  # produced early in the window: its client gave up at 22 + 8 < 40
-        Attempt(0, 1, 0, 35.0),  # produced near the end: may legitimately be retried after the window
-        Attempt(0, 2, 0, 20.2),  # produced within the grace
+        Attempt(0, 0, 0, 22.0, give_up_by=30.0),  # its client gave up before the window closed
+        Attempt(0, 1, 0, 35.0, give_up_by=43.0),  # still retried after the window: may be acked then
+        Attempt(0, 2, 0, 20.2, give_up_by=28.2),  # produced within the grace
+        Attempt(0, 3, 0, 23.0),  # retried for ever (a long message.timeout.ms)
     ]
-    acks = [Ack(0, 0, 0, 0, 41.0), Ack(0, 1, 0, 1, 41.0), Ack(0, 2, 0, 2, 41.0)]
-    violations, allowed = find_minority_acks(attempts, acks, [w], grace_s=1.0, delivery_deadline_s=8.0)
+    acks = [Ack(0, 0, 0, 0, 41.0), Ack(0, 1, 0, 1, 41.0), Ack(0, 2, 0, 2, 41.0), Ack(0, 3, 0, 3, 42.0)]
+    violations, allowed = find_minority_acks(attempts, acks, [w], grace_s=1.0)
     assert [(v[1], v[5]) for v in violations] == [(0, "produced in window, given up before it closed")]
-    assert allowed == 1
-    r = check(attempts, acks, [], {0: [(0, encode_value(0, 0)), (1, encode_value(0, 1)), (2, encode_value(0, 2))]},
-              windows=[w], grace_s=1.0, delivery_deadline_s=8.0)
+    assert allowed == 2
+    log = {0: [(i, encode_value(0, i)) for i in range(4)]}
+    r = check(attempts, acks, [], log, windows=[w], grace_s=1.0)
     assert r.safety_counts()["minority_acks"] == 1 and not r.ok
 
 
 def test_failures_in_window_are_what_we_want():
     w = Window(start=20.0, end=40.0)
-    attempts = [Attempt(0, s, 0, 21.0 + s) for s in range(5)]
+    attempts = [Attempt(0, s, 0, 21.0 + s, give_up_by=29.0 + s) for s in range(5)]
     failures = [Failure(0, s, 0, 30.0 + s, "Broker: Not enough in-sync replicas") for s in range(5)]
-    r = check(attempts, [], failures, {0: []}, windows=[w], delivery_deadline_s=8.0)
+    r = check(attempts, [], failures, {0: []}, windows=[w])
     assert r.ok and r.failed == 5
 
 
