@@ -261,6 +261,9 @@ impl Broker {
         let _one_at_a_time = self.reconcile_lock.lock().unwrap_or_else(|p| p.into_inner());
         let image = self.image();
         let now = now_ms();
+        // Until the controller has this process's registration, the image may be a replay from before a crash
+        // that still names this node as leader: lead nothing and follow no one until then.
+        let serving = image.broker(self.node_id).is_some_and(|b| b.incarnation == self.incarnation && !b.fenced);
         let mut removed = Vec::new();
         {
             let mut hosted = self.partitions.write().unwrap_or_else(|p| p.into_inner());
@@ -297,7 +300,10 @@ impl Broker {
                 if !placement.replicas.contains(&self.node_id) {
                     continue;
                 }
-                let leadership = leadership_of(placement);
+                let mut leadership = leadership_of(placement);
+                if !serving && leadership.leader == self.node_id {
+                    leadership.leader = -1;
+                }
                 if let Some(partition) = existing.get(&(index as i32)) {
                     partition.reconfigure(settings.clone());
                     if let Err(e) = partition.apply_leadership(leadership, now) {
@@ -314,7 +320,7 @@ impl Broker {
                 hosted.entry(topic.topic_id).or_default().extend(opened);
             }
         }
-        self.fetchers.update(self.follower_assignments(&image));
+        self.fetchers.update(if serving { self.follower_assignments(&image) } else { Vec::new() });
         self.groups.retain_led_shards(|index| {
             image
                 .topic(OFFSETS_TOPIC)
