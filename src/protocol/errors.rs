@@ -85,7 +85,7 @@ impl KafkaCode for ControllerError {
             ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
             ControllerError::Io(_) => ResponseError::KafkaStorageError,
             ControllerError::NotController(_) => ResponseError::NotController,
-            ControllerError::Remote { code, .. } => return ResponseError::try_from_code(*code).unwrap_or(ResponseError::UnknownServerError),
+            ControllerError::Remote { code, .. } => ResponseError::try_from_code(*code).unwrap_or(ResponseError::UnknownServerError),
             ControllerError::AlterPartition(e) => match e {
                 AlterPartitionError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
                 AlterPartitionError::NotLeader(_) => ResponseError::NotLeaderOrFollower,

@@ -58,7 +58,10 @@ fn write_snapshot(dir: &Path, meta: &SnapshotMeta<u64, BasicNode>, data: &[u8]) 
     write_atomically(dir, SNAPSHOT_FILE, &bytes)
 }
 
-fn read_snapshot(dir: &Path) -> io::Result<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>> {
+/// A snapshot as stored: its metadata and the encoded image.
+type StoredSnapshot = (SnapshotMeta<u64, BasicNode>, Vec<u8>);
+
+fn read_snapshot(dir: &Path) -> io::Result<Option<StoredSnapshot>> {
     let Some(bytes) = read_atomic(dir, SNAPSHOT_FILE, MAX_SNAPSHOT_BYTES)? else { return Ok(None) };
     let mut r = Reader::new(&bytes);
     let meta = r.snapshot_meta().map_err(invalid)?;
