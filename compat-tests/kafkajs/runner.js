@@ -24,7 +24,7 @@ function stderrLogCreator() {
 function client(bootstrap) {
   return new Kafka({
     clientId: 'odradek-compat-kafkajs',
-    brokers: [bootstrap],
+    brokers: bootstrap.split(','),
     logLevel: logLevel.WARN,
     logCreator: stderrLogCreator,
     connectionTimeout: 5000,
@@ -65,6 +65,17 @@ const commands = {
 
   // { topic } -> { topics: [{ name, partitions: [{ partitionId, leader, replicas, isr, partitionErrorCode }] }] }
   metadata: (kafka, args) => withAdmin(kafka, (admin) => admin.fetchTopicMetadata({ topics: [args.topic] })),
+  // { topic, partition, replicas: [broker ids] | null } -> {} (null cancels an ongoing reassignment)
+  reassign: (kafka, args) =>
+    withAdmin(kafka, async (admin) => {
+      await admin.alterPartitionReassignments({
+        topics: [{ topic: args.topic, partitionAssignment: [{ partition: args.partition, replicas: args.replicas }] }],
+      });
+      return {};
+    }),
+  // { topic } -> kafkajs' listPartitionReassignments answer for partition 0..n of that topic
+  'list-reassignments': (kafka, args) =>
+    withAdmin(kafka, (admin) => admin.listPartitionReassignments({ topics: [{ topic: args.topic, partitions: args.partitions }] })),
 
   // { topic } -> { latest: [{partition, offset, high, low}], earliest: [...] }
   offsets: (kafka, args) =>

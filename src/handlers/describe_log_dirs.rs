@@ -10,7 +10,7 @@ use kafka_protocol::protocol::{StrBytes, VersionRange};
 
 use super::RequestContext;
 
-pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 4 };
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 4 };
 
 pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     let broker = &ctx.broker;

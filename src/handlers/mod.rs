@@ -148,6 +148,15 @@ pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {
     SUPPORTED_APIS.iter().find(|(key, versions)| *key == api && !versions.is_empty()).map(|(_, versions)| *versions)
 }
 
+/// Old versions the kafka-protocol crate no longer decodes but whose request and response are byte for byte
+/// a newer version's (the newer one only changed broker behaviour): (api, old version, same-layout version).
+/// kafka-python sends DescribeLogDirs v0.
+const SAME_LAYOUT_VERSIONS: &[(ApiKey, i16, i16)] = &[(ApiKey::DescribeLogDirs, 0, 1)];
+
+fn same_layout_version(api: ApiKey, version: i16) -> i16 {
+    SAME_LAYOUT_VERSIONS.iter().find(|(key, old, _)| *key == api && *old == version).map_or(version, |(_, _, same)| *same)
+}
+
 /// Handles one request frame (size prefix already removed). Errors close the connection, as in Kafka.
 pub async fn handle_frame(ctx: &mut RequestContext, frame: Bytes) -> Result<Pending, RequestError> {
     let prefix = protocol::peek_prefix(&frame)?;
@@ -163,10 +172,11 @@ pub async fn handle_frame(ctx: &mut RequestContext, frame: Bytes) -> Result<Pend
         return Err(RequestError::UnsupportedVersion { api, version: prefix.api_version, min: versions.min, max: versions.max });
     }
     let mut body = frame;
-    let header = protocol::decode_header(&mut body, api, prefix.api_version)?;
+    let mut header = protocol::decode_header(&mut body, api, prefix.api_version)?;
     if api == ApiKey::Produce && prefix.api_version < 3 {
         return produce::handle_legacy(ctx, &header, body).await;
     }
+    header.request_api_version = same_layout_version(api, header.request_api_version);
     if let Some(client_id) = &header.client_id {
         if ctx.client_id.as_str() != client_id.as_str() {
             ctx.client_id = client_id.to_string();
@@ -185,11 +195,12 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, RequestKind), Requ
         return Err(RequestError::UnsupportedVersion { api, version: prefix.api_version, min: versions.min, max: versions.max });
     }
     let mut body = frame;
-    let header = protocol::decode_header(&mut body, api, prefix.api_version)?;
+    let mut header = protocol::decode_header(&mut body, api, prefix.api_version)?;
     if api == ApiKey::Produce && prefix.api_version < 3 {
         return Ok((header, RequestKind::Produce(produce::decode_legacy(body)?)));
     }
-    let version = prefix.api_version;
+    header.request_api_version = same_layout_version(api, header.request_api_version);
+    let version = header.request_api_version;
     let request = RequestKind::decode(api, &mut body, version)
         .map_err(|e| RequestError::Malformed { api, version, reason: e.to_string() })?;
     Ok((header, request))
