@@ -95,6 +95,8 @@ pub static BROKER_PROPERTIES: &[Property] = &[
     prop("controller.quorum.voters", Text, "", "The controller quorum (--voters), id@host:port,...; empty: this node alone."),
     at_least(prop("broker.heartbeat.interval.ms", Int, "2000", "How often a broker heartbeats to the controller, in milliseconds."), 1),
     at_least(prop("broker.session.timeout.ms", Int, "9000", "A broker without a heartbeat for this long is fenced and loses its leaderships, in milliseconds."), 1),
+    prop("auto.leader.rebalance.enable", Boolean, "true", "Periodically move leadership back to each partition's preferred (first) replica when it is a live in-sync replica."),
+    at_least(prop("leader.imbalance.check.interval.seconds", Long, "300", "How often the controller moves leaderships back to preferred replicas, in seconds."), 1),
     prop("controlled.shutdown.enable", Boolean, "true", "On SIGTERM, move this broker's leaderships to other in-sync replicas before exiting."),
     at_least(prop("replica.lag.time.max.ms", Long, "30000", "A follower that has not caught up for this long leaves the ISR, in milliseconds."), 1),
     at_least(prop("replica.fetch.wait.max.ms", Int, "500", "Longest a follower's fetch waits at the leader for data, in milliseconds."), 0),

@@ -269,6 +269,20 @@ pub fn plan_elect_preferred(image: &MetadataImage, topic: &str, partition: i32) 
     Ok(vec![partition_record(t.topic_id, partition as usize, &next)])
 }
 
+/// auto.leader.rebalance.enable: every partition whose preferred replica is a live in-sync replica but not
+/// the leader gets it back as leader (after a restarted broker caught up, leadership returns to it).
+pub fn plan_preferred_rebalance(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        for index in 0..topic.partitions.len() {
+            if let Ok(mut elected) = plan_elect_preferred(image, &topic.name, index as i32) {
+                records.append(&mut elected);
+            }
+        }
+    }
+    records
+}
+
 /// ElectLeaders (unclean): an offline partition (no live in-sync replica) goes to its first live replica,
 /// which becomes the whole ISR. Records written only to the lost replicas are gone, as in Kafka.
 pub fn plan_elect_unclean(image: &MetadataImage, topic: &str, partition: i32) -> Result<Vec<MetadataRecord>, ControllerError> {
@@ -403,6 +417,17 @@ mod tests {
         // Shrinking to in-sync replicas completes at once.
         let shrunk = applied(img.clone(), &plan_reassign(&img, "t", 0, Some(&[2, 3])).unwrap());
         assert_eq!((shrunk.replicas, shrunk.isr, shrunk.leader), (vec![2, 3], vec![2, 3], 2));
+    }
+
+    #[test]
+    fn the_rebalance_moves_only_partitions_whose_preferred_replica_can_lead() {
+        let moved = image(&[(1, false), (2, false)], &[1, 2], &[1, 2], 2);
+        let p = applied(moved.clone(), &plan_preferred_rebalance(&moved));
+        assert_eq!((p.leader, p.leader_epoch), (1, 4));
+        let lagging = image(&[(1, false), (2, false)], &[1, 2], &[2], 2);
+        assert!(plan_preferred_rebalance(&lagging).is_empty());
+        let home = image(&[(1, false), (2, false)], &[1, 2], &[1, 2], 1);
+        assert!(plan_preferred_rebalance(&home).is_empty());
     }
 
     #[test]

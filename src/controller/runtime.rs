@@ -318,6 +318,8 @@ impl Shared {
 /// broker's session afresh, since heartbeats went to the old leader.
 async fn liveness_loop(shared: Arc<Shared>) {
     let mut was_leader = false;
+    let rebalance_every = Duration::from_secs(shared.config.get_i64("leader.imbalance.check.interval.seconds").max(1) as u64);
+    let mut next_rebalance = Instant::now() + rebalance_every;
     let mut ticker = tokio::time::interval(LIVENESS_CHECK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -329,6 +331,19 @@ async fn liveness_loop(shared: Arc<Shared>) {
         was_leader = leader;
         if !leader {
             continue;
+        }
+        if shared.config.get_bool("auto.leader.rebalance.enable") && Instant::now() >= next_rebalance {
+            next_rebalance = Instant::now() + rebalance_every;
+            let _one_plan_at_a_time = shared.plan_lock.lock().await;
+            if shared.raft.ensure_linearizable().await.is_ok() {
+                let records = cluster::plan_preferred_rebalance(&shared.image());
+                if !records.is_empty() {
+                    tracing::info!(partitions = records.len(), "moving leaderships back to preferred replicas");
+                    if let Err(e) = shared.commit(records).await {
+                        tracing::warn!(error = %e, "preferred leader rebalance failed");
+                    }
+                }
+            }
         }
         for broker in shared.expired_brokers(&shared.image(), Instant::now()) {
             let _one_plan_at_a_time = shared.plan_lock.lock().await;
