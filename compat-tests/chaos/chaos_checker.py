@@ -102,6 +102,7 @@ class Report:
     reordered: list = field(default_factory=list)  # (producer, partition, previous seq, seq, offset)
     minority_acks: list = field(default_factory=list)  # (producer, seq, t_produce, t_ack, window, rule)
     phantoms: list = field(default_factory=list)  # (partition, offset, value)
+    acks_without_offset: int = 0  # delivery reports with no offset (checked by presence in the partition)
     acked_in_window_produce: int = 0  # records first produced in a minority window, acked after it (allowed)
     failure_kinds: dict = field(default_factory=dict)  # error text -> count
     longest_unavailability_s: float = 0.0
@@ -135,6 +136,8 @@ class Report:
                 "longest gaps without an ack: "
                 + ", ".join(f"{g:.2f} s at t={a - t0:.1f}" for g, a, _ in self.gaps)
             )
+        if self.acks_without_offset:
+            lines.append(f"acknowledged without an offset (found by value in their partition): {self.acks_without_offset}")
         if self.acked_in_window_produce:
             lines.append(
                 f"records first produced while under min.insync.replicas and acknowledged after the brokers "
@@ -172,6 +175,13 @@ def find_lost(acks: list[Ack], log: dict[int, list[tuple[int, bytes | None]]]) -
             where[d].append((p, off))
     lost = []
     for a in acks:
+        if a.offset is None or a.offset < 0:
+            # Delivered without an offset (librdkafka does this when it learns a batch was persisted
+            # without getting its offsets): it must be stored in its partition.
+            places = [pl for pl in where.get((a.producer, a.seq), []) if pl[0] == a.partition]
+            if not places:
+                lost.append((a.producer, a.seq, a.partition, a.offset, "acked without an offset and not in its partition"))
+            continue
         stored = at.get((a.partition, a.offset), None)
         if (a.partition, a.offset) in at and decode_value(stored) == (a.producer, a.seq):
             continue
@@ -288,6 +298,7 @@ def check(
         kinds[f.error] += 1
     r.failure_kinds = dict(kinds)
     r.lost = find_lost(acks, log)
+    r.acks_without_offset = sum(1 for a in acks if a.offset is None or a.offset < 0)
     r.duplicated = find_duplicates(log)
     r.reordered = find_reordered(log)
     r.phantoms = find_phantoms(log, attempts)

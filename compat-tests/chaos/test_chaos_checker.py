@@ -186,3 +186,15 @@ def test_report_format_mentions_violations():
     r = check(attempts, acks, [], log, producing=(100.0, 103.0))
     text = r.format(t0=100.0)
     assert "VIOLATED" in text and "lost (first" in text
+
+
+def test_ack_without_offset_is_checked_by_presence():
+    attempts, acks, log = history()
+    first = acks[0]
+    acks[0] = Ack(first.producer, first.seq, first.partition, None, first.t_ack)
+    r = check(attempts, acks, [], log)
+    assert r.ok and r.acks_without_offset == 1, r.format()
+    # ... and it is lost if it is not in its partition
+    log[first.partition] = [(o, v) for o, v in log[first.partition] if o != first.offset]
+    r = check(attempts, acks, [], log)
+    assert len(r.lost) == 1 and "without an offset" in r.lost[0][4]
