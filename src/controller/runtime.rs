@@ -314,12 +314,35 @@ impl Shared {
     }
 }
 
+/// How often the leader looks for offline partitions of topics with unclean.leader.election.enable=true.
+const UNCLEAN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Offline partitions (no live in-sync replica) of topics that allow unclean election (the topic's
+/// unclean.leader.election.enable, else the broker's) go to a live out-of-sync replica.
+fn plan_unclean_elections(image: &MetadataImage, config: &BrokerConfig) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        if config.topic_value(&topic.configs, "unclean.leader.election.enable") != "true" {
+            continue;
+        }
+        for (index, p) in topic.partitions.iter().enumerate() {
+            if p.leader < 0 {
+                if let Ok(mut elected) = cluster::plan_elect_unclean(image, &topic.name, index as i32) {
+                    records.append(&mut elected);
+                }
+            }
+        }
+    }
+    records
+}
+
 /// On the leader: fences brokers whose session expired. A node that just became leader starts every
 /// broker's session afresh, since heartbeats went to the old leader.
 async fn liveness_loop(shared: Arc<Shared>) {
     let mut was_leader = false;
     let rebalance_every = Duration::from_secs(shared.config.get_i64("leader.imbalance.check.interval.seconds").max(1) as u64);
     let mut next_rebalance = Instant::now() + rebalance_every;
+    let mut next_unclean_check = Instant::now();
     let mut ticker = tokio::time::interval(LIVENESS_CHECK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -331,6 +354,19 @@ async fn liveness_loop(shared: Arc<Shared>) {
         was_leader = leader;
         if !leader {
             continue;
+        }
+        if Instant::now() >= next_unclean_check {
+            next_unclean_check = Instant::now() + UNCLEAN_CHECK_INTERVAL;
+            let _one_plan_at_a_time = shared.plan_lock.lock().await;
+            if shared.raft.ensure_linearizable().await.is_ok() {
+                let records = plan_unclean_elections(&shared.image(), &shared.config);
+                if !records.is_empty() {
+                    tracing::warn!(partitions = records.len(), "unclean leader election: offline partitions go to out-of-sync replicas");
+                    if let Err(e) = shared.commit(records).await {
+                        tracing::warn!(error = %e, "unclean leader election failed");
+                    }
+                }
+            }
         }
         if shared.config.get_bool("auto.leader.rebalance.enable") && Instant::now() >= next_rebalance {
             next_rebalance = Instant::now() + rebalance_every;
@@ -359,5 +395,41 @@ async fn liveness_loop(shared: Arc<Shared>) {
                 tracing::warn!(broker, error = %e, "fencing failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::records::ConfigResource;
+    use uuid::Uuid;
+
+    #[test]
+    fn only_topics_allowing_it_get_unclean_elections() {
+        let mut image = MetadataImage::with_live_brokers(&[1, 2]);
+        for (name, id) in [("allowed", 1u128), ("strict", 2u128)] {
+            let topic_id = Uuid::from_u128(id);
+            image.apply(&MetadataRecord::Topic { name: name.into(), topic_id });
+            image.apply(&MetadataRecord::Partition {
+                topic_id,
+                partition: 0,
+                replicas: vec![3, 2],
+                isr: vec![3],
+                leader: -1,
+                leader_epoch: 1,
+                partition_epoch: 1,
+                adding: vec![],
+                removing: vec![],
+            });
+        }
+        image.apply(&MetadataRecord::Config {
+            resource: ConfigResource::Topic("allowed".into()),
+            name: "unclean.leader.election.enable".into(),
+            value: Some("true".into()),
+        });
+        let records = plan_unclean_elections(&image, &BrokerConfig::default());
+        records.iter().for_each(|r| image.apply(r));
+        assert_eq!((image.topics["allowed"].partitions[0].leader, image.topics["allowed"].partitions[0].isr.clone()), (2, vec![2]));
+        assert_eq!(image.topics["strict"].partitions[0].leader, -1);
     }
 }
