@@ -251,6 +251,15 @@ impl Inner {
     }
 }
 
+/// Runs file writes and fsyncs that openraft awaits: on the multi-threaded runtime the worker hands its other
+/// tasks (client requests) to the rest of the pool meanwhile; a single-threaded runtime (tests) just runs it.
+pub(crate) fn blocking_io<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -284,7 +293,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut inner = self.lock();
         let mut bytes = Vec::new();
         bytes.put_vote(vote);
-        write_atomically(&inner.dir, VOTE_FILE, &bytes).map_err(|e| StorageIOError::write_vote(&e))?;
+        blocking_io(|| write_atomically(&inner.dir, VOTE_FILE, &bytes)).map_err(|e| StorageIOError::write_vote(&e))?;
         inner.vote = Some(*vote);
         Ok(())
     }
@@ -295,7 +304,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
         let mut inner = self.lock();
-        write_option_log_id(&inner.dir, COMMITTED_FILE, &committed).map_err(|e| StorageIOError::write(&e))?;
+        blocking_io(|| write_option_log_id(&inner.dir, COMMITTED_FILE, &committed)).map_err(|e| StorageIOError::write(&e))?;
         inner.committed = committed;
         Ok(())
     }
@@ -309,7 +318,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let result = self.lock().append(entries.into_iter().collect());
+        let entries: Vec<_> = entries.into_iter().collect();
+        let result = blocking_io(|| self.lock().append(entries));
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -324,7 +334,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.lock().truncate(log_id.index).map_err(|e| StorageIOError::write_logs(&e).into())
+        blocking_io(|| self.lock().truncate(log_id.index)).map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
@@ -332,7 +342,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if inner.last_purged.is_some_and(|purged| purged.index >= log_id.index) {
             return Ok(());
         }
-        inner.purge(log_id).map_err(|e| StorageIOError::write_logs(&e).into())
+        blocking_io(|| inner.purge(log_id)).map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }
 

@@ -55,7 +55,7 @@ fn write_snapshot(dir: &Path, meta: &SnapshotMeta<u64, BasicNode>, data: &[u8]) 
     let mut bytes = Vec::with_capacity(data.len() + 128);
     bytes.put_snapshot_meta(meta);
     bytes.put_sized(data);
-    write_atomically(dir, SNAPSHOT_FILE, &bytes)
+    super::log_store::blocking_io(|| write_atomically(dir, SNAPSHOT_FILE, &bytes))
 }
 
 /// A snapshot as stored: its metadata and the encoded image.
