@@ -43,11 +43,13 @@ ensure_system_packages() {
     fi
     command -v node >/dev/null 2>&1 || missing+=(nodejs)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
+    # `ip` builds the network namespaces the cluster tests isolate brokers with.
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing Debian packages: ${missing[*]}"
         apt_install "${missing[@]}"
     else
-        echo "Debian packages present (kcat, python3, node, npm)"
+        echo "Debian packages present (kcat, python3, node, npm, iproute2)"
     fi
     kcat -V 2>/dev/null | sed -n 's/^Version /kcat /p'
 }
