@@ -23,6 +23,7 @@ from cluster_helpers import (
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from harness.cluster import ClusterError, summarize
 from harness.readback import read_partition
 
 pytestmark = pytest.mark.needs_cluster
@@ -310,3 +311,52 @@ def test_killed_broker_restarts_and_rejoins_isr(cluster, topic):
         cluster.wait_isr(topic, 3, timeout_s=ISR_REJOIN_BOUND_S, node=n)
     print(f"node {victim} back in every ISR {time.monotonic() - t:.2f}s after its restart")
     assert_acked_records_stored(cluster, topic, d, list(range(partitions)))
+
+
+def test_controller_pause_leaves_the_other_brokers_serving(cluster, topic):
+    """SIGSTOP of the controller (a voter and a broker): the other two elect a
+    new controller, keep their sessions, and serve every partition (leaders
+    among themselves, ISR shrunk to them) while it is frozen."""
+    create_topic(cluster, topic, partitions=3, config={"min.insync.replicas": "2"})
+    controller = cluster.controller_id()
+    others = sorted(NODES - {controller})
+    led_by_other = next(p for p in range(3) if cluster.leader_of(topic, p) != controller)
+    bg = BackgroundProducer(cluster.bootstrap, topic, led_by_other, rate=100)
+    bg.start()
+    time.sleep(1.0)
+    t_pause = time.monotonic()
+    cluster.pause(controller)
+    seen: list[str] = []
+
+    def serving():
+        m = cluster.metadata([topic], node=others[0])
+        seen[:] = [f"node {others[0]} sees brokers {sorted(m.brokers)}, controller {m.controller_id}: "
+                   f"{summarize(m.topics.get(topic))}"]
+        ok = (
+            set(others) <= set(m.brokers)
+            and m.controller_id in others
+            and all(p.leader in others for p in m.topics[topic].partitions.values())
+        )
+        return m if ok else None
+
+    try:
+        try:
+            md = cluster.wait_until(serving, FAILOVER_BOUND_S + 4, "the live nodes to serve every partition")
+        except ClusterError as e:
+            raise AssertionError(
+                f"controller {controller} frozen: nodes {others} do not serve every partition within "
+                f"{FAILOVER_BOUND_S + 4:.0f}s; last metadata: {seen[0] if seen else None}"
+            ) from e
+        served = time.monotonic() - t_pause
+        time.sleep(2.0)
+        still = cluster.metadata([topic], node=others[1])
+        assert set(others) <= set(still.brokers), f"live brokers fenced: node {others[1]} lists {sorted(still.brokers)}"
+        assert all(p.leader in others for p in still.topics[topic].partitions.values()), still.topics[topic]
+    finally:
+        cluster.resume(controller)
+    d = bg.stop()
+    gap, at = d.longest_gap(t_pause, t_pause + served + 2.0)
+    print(f"new controller {md.controller_id}, every partition served {served:.2f}s after the pause; "
+          f"longest ack gap {gap:.2f}s")
+    assert gap <= FAILOVER_BOUND_S, f"partition {led_by_other} (not led by the controller) had no ack for {gap:.2f}s"
+    assert_acked_records_stored(cluster, topic, d, [led_by_other])
