@@ -26,12 +26,29 @@ Measures, in this order:
      gets its assignment (target: group.initial.rebalance.delay.ms + 1 s).
 Steps 2 and 3 need a broker process of our own, so they are skipped with
 --bootstrap. MB = 10^6 bytes, MiB = 2^20 bytes.
+
+With --cluster [N] (default 3) it measures a replicated cluster instead:
+N release brokers on 127.0.0.1 (each a voter of the controller quorum,
+fsync on unless --dev, ports below the ephemeral range), topics with
+replication factor min(3, N) and min.insync.replicas=2, the throughput topic
+with --partitions (default 3) so that the leaders spread over the nodes, and
+  a. for comparison, the latency run of step 4 on one broker (RF=1), in the
+     same run on the same machine (--no-single-node-comparison skips it);
+  b. cluster formation: all N started until every node's Metadata lists N;
+  c. produce latency at a fixed rate, acks=all (same method as step 4);
+  d. produce throughput, acks=all, idempotent and again not idempotent
+     (otherwise as step 5);
+  e. consume throughput from the partition leaders (as step 6).
+The brokers get SIGTERM at the end (SIGKILL after 20 s), also on errors, and
+their log tails are printed if anything failed. With --bootstrap the
+running cluster there is measured (b and a skipped). No targets.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import resource
 import shutil
@@ -55,6 +72,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from harness import wire  # noqa: E402
 from harness.broker import BrokerProcess, free_loopback_port  # noqa: E402
+from harness.cluster import ClusterMetadata, TopicInfo, fetch_metadata  # noqa: E402
 
 MB = 1_000_000
 MIB = 1 << 20
@@ -62,6 +80,8 @@ MIB = 1 << 20
 TARGET_START_TO_READY_MS = 20.0
 TARGET_IDLE_RSS_MIB = 15.0
 TARGET_PRODUCE_SHARE_OF_LOOPBACK = 0.60
+
+CARGO_LOCK = "/tmp/odradek-cargo.lock"
 
 
 def log(msg: str) -> None:
@@ -182,15 +202,17 @@ class Throughput:
         return self.records / self.seconds
 
 
-def produce_throughput(bootstrap: str, topic: str, records: int, record_bytes: int) -> Throughput:
-    """acks=1, no compression, generous batching so librdkafka, not the
-    Python loop, decides the request sizes."""
+def produce_throughput(bootstrap: str, topic: str, records: int, record_bytes: int, acks: str = "1",
+                       idempotent: bool = False) -> Throughput:
+    """acks=1 (cluster mode: acks=all, idempotent or not), no compression,
+    generous batching so librdkafka, not the Python loop, decides the
+    request sizes."""
     errors = []
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
-            "acks": "1",
-            "enable.idempotence": False,
+            "acks": acks,
+            "enable.idempotence": idempotent,
             "compression.type": "none",
             "linger.ms": 10,
             "batch.size": 1_000_000,
@@ -333,15 +355,16 @@ def perf_produce_args(bootstrap: str, topic: str, count: int, record_bytes: int)
 
 
 def perf_produce_throughput(tool: RdkafkaPerformance, bootstrap: str, topic: str, records: int,
-                            record_bytes: int) -> Throughput:
-    """acks=1, no compression, the payload is not copied (rdkafka_performance
-    hands the same buffer to every produce call), and the whole run may sit
-    in librdkafka's queue, so the client only waits for the broker. Timed
-    by the tool from before the first produce call to the last delivery
-    report, connection set-up included (as with the Python client)."""
+                            record_bytes: int, acks: str = "1", idempotent: bool = False) -> Throughput:
+    """acks=1 (cluster mode: acks=all, idempotent or not), no compression,
+    the payload is not copied (rdkafka_performance hands the same buffer to
+    every produce call), and the whole run may sit in librdkafka's queue, so
+    the client only waits for the broker. Timed by the tool from before the
+    first produce call to the last delivery report, connection set-up
+    included (as with the Python client)."""
     m = tool.run("produce", perf_produce_args(bootstrap, topic, records, record_bytes) + [
-        "-X", "acks=1",
-        "-X", "enable.idempotence=false",
+        "-X", f"acks={acks}",
+        "-X", f"enable.idempotence={'true' if idempotent else 'false'}",
         "-X", "compression.type=none",
         "-X", "linger.ms=5",
         "-X", "batch.size=1000000",
@@ -493,11 +516,394 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 # --------------------------------------------------------------------------
+# Cluster mode (--cluster N): N brokers that are also the controller quorum
+# --------------------------------------------------------------------------
+# Ports for our own cluster are drawn from below the kernel's ephemeral range
+# (32768-60999 here), which outgoing connections take their ports from: a port
+# chosen there can be taken by the time the broker binds it.
+CLUSTER_PORT_RANGE = (20000, 32000)
+CLUSTER_FORM_TIMEOUT_S = 60.0
+CLUSTER_STOP_TIMEOUT_S = 20.0
+CLUSTER_MIN_INSYNC = 2
+
+
+def free_ports_below_ephemeral(count: int) -> list[int]:
+    """`count` distinct loopback ports in CLUSTER_PORT_RANGE that were free a
+    moment ago (all held until all are chosen)."""
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(1000):
+            if len(socks) == count:
+                break
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", rng.randrange(*CLUSTER_PORT_RANGE)))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        if len(socks) < count:
+            raise RuntimeError(f"found only {len(socks)} free ports in {CLUSTER_PORT_RANGE}")
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def parse_addresses(bootstrap: str) -> list[tuple[str, int]]:
+    out = []
+    for a in bootstrap.split(","):
+        host, _, port = a.strip().rpartition(":")
+        out.append((host, int(port)))
+    return out
+
+
+def cluster_metadata(addresses: list[tuple[str, int]], topics: list[str] | None = None,
+                     timeout_s: float = 3.0) -> ClusterMetadata:
+    """Metadata v7 (raw, harness.cluster) from the first address that answers."""
+    last: Exception | None = None
+    for host, port in addresses:
+        try:
+            return fetch_metadata(host, port, topics, timeout_s)
+        except (OSError, wire.ProtocolError) as e:
+            last = e
+    raise RuntimeError(f"no broker of {addresses} answered Metadata: {last!r}")
+
+
+def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
+    """Poll predicate() until it returns something truthy; returns it."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while True:
+        try:
+            result = last = predicate()
+        except (RuntimeError, OSError, wire.ProtocolError) as e:
+            result, last = None, e
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}; last seen: {last!r}")
+        time.sleep(interval_s)
+
+
+def wait_cluster_formed(addresses: list[tuple[str, int]], size: int, timeout_s: float) -> ClusterMetadata:
+    """Until every address answers Metadata that lists `size` brokers and names a controller."""
+    def formed():
+        mds = [fetch_metadata(host, port, None, 2.0) for host, port in addresses]
+        return mds[0] if all(len(md.brokers) >= size and md.controller_id >= 0 for md in mds) else None
+
+    return wait_until(formed, timeout_s, f"a cluster of {size} brokers at {addresses}")
+
+
+def wait_topic_replicated(addresses: list[tuple[str, int]], topic: str, partitions: int, rf: int,
+                          timeout_s: float = 60.0) -> TopicInfo:
+    """Until every broker's Metadata shows every partition of `topic` with a
+    leader and an ISR of `rf` (so no run starts while followers catch up or
+    a broker still lacks the topic)."""
+    def replicated():
+        infos = [fetch_metadata(host, port, [topic], 2.0).topics.get(topic) for host, port in addresses]
+        for t in infos:
+            if t is None or t.error_code or len(t.partitions) != partitions:
+                return None
+            if any(p.error_code or p.leader < 0 or len(p.isr) != rf for p in t.partitions.values()):
+                return None
+        return infos[0]
+
+    return wait_until(replicated, timeout_s, f"{topic}: {partitions} partition(s), each with a leader and ISR of {rf}")
+
+
+def create_replicated_topic(bootstrap: str, topic: str, partitions: int, rf: int, min_insync: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = NewTopic(topic, num_partitions=partitions, replication_factor=rf,
+                   config={"min.insync.replicas": str(min_insync)})
+    admin.create_topics([new])[topic].result(30)
+
+
+def describe_partitions(t: TopicInfo) -> str:
+    return "; ".join(
+        f"p{p.partition}: leader {p.leader}, ISR {','.join(map(str, sorted(p.isr)))}"
+        for p in sorted(t.partitions.values(), key=lambda p: p.partition)
+    )
+
+
+class BenchCluster:
+    """`size` release brokers on 127.0.0.1, nodes 1..size, each also a voter
+    of the controller quorum, each with its own data and log dir."""
+
+    def __init__(self, binary: Path, base_dir: Path, size: int, dev: bool):
+        ports = free_ports_below_ephemeral(2 * size)
+        self.node_ids = list(range(1, size + 1))
+        controller_ports = {n: ports[2 * i + 1] for i, n in enumerate(self.node_ids)}
+        voters = ",".join(f"{n}@127.0.0.1:{controller_ports[n]}" for n in self.node_ids)
+        self.brokers: dict[int, BrokerProcess] = {
+            n: BrokerProcess(
+                data_dir=base_dir / f"node-{n}" / "data",
+                log_dir=base_dir / f"node-{n}" / "logs",
+                port=ports[2 * i],
+                dev=dev,
+                binary=binary,
+                extra_args=["--node-id", str(n), "--controller-listen", f"127.0.0.1:{controller_ports[n]}",
+                            "--voters", voters],
+            )
+            for i, n in enumerate(self.node_ids)
+        }
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers.values())
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [(b.host, b.port) for b in self.brokers.values()]
+
+    @property
+    def pids(self) -> dict[int, int]:
+        return {n: b.pid for n, b in self.brokers.items()}
+
+    def start(self, timeout_s: float = CLUSTER_FORM_TIMEOUT_S) -> float:
+        """Start all nodes at once (the quorum needs a majority), wait until
+        each answers ApiVersions and every node's Metadata lists all of
+        them. Returns the seconds from the first launch."""
+        started = time.monotonic()
+        for b in self.brokers.values():
+            b.launch()
+        for b in self.brokers.values():
+            b.wait_ready(timeout_s, started)
+        wait_cluster_formed(self.addresses, len(self.node_ids), max(1.0, started + timeout_s - time.monotonic()))
+        return time.monotonic() - started
+
+    def stop(self, timeout_s: float = CLUSTER_STOP_TIMEOUT_S) -> list[str]:
+        """SIGTERM to every node at once, SIGKILL to those still running
+        after timeout_s. Returns what went wrong (empty when all exited)."""
+        problems = []
+        started = time.monotonic()
+        for b in self.brokers.values():
+            if b.running():
+                b.proc.send_signal(signal.SIGTERM)
+        deadline = started + timeout_s
+        for n, b in self.brokers.items():
+            if b.proc is None:
+                continue
+            try:
+                b.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                b.proc.kill()
+                b.proc.wait()
+                problems.append(f"node {n} did not exit within {timeout_s:.0f} s of SIGTERM; killed (log {b.log_path})")
+                continue
+            if b.proc.returncode not in (0, -signal.SIGTERM):
+                problems.append(f"node {n} exited with code {b.proc.returncode} (log {b.log_path})")
+        self.stop_s = time.monotonic() - started
+        return problems
+
+    def log_tails(self, lines: int = 40) -> str:
+        return "\n".join(f"--- node {n}: {b.log_path}\n{b.log_tail(lines)}" for n, b in self.brokers.items())
+
+
+class ClusterCpuMeter(CpuMeter):
+    """CpuMeter over several broker processes: their total and each node's share."""
+
+    def __init__(self, broker_pids: dict[int, int]):
+        super().__init__(None)
+        self.broker_pids = broker_pids
+
+    def __enter__(self) -> "ClusterCpuMeter":
+        self.node_start = {n: process_cpu_s(pid) for n, pid in self.broker_pids.items()}
+        return super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        super().__exit__(*exc)
+        self.node_s = {n: process_cpu_s(pid) - self.node_start[n] for n, pid in self.broker_pids.items()}
+
+    def describe(self) -> str:
+        if not self.broker_pids:
+            return super().describe()
+        per_node = " + ".join(f"node {n} {s:.2f}" for n, s in self.node_s.items())
+        return (f"brokers {sum(self.node_s.values()):.2f} s ({per_node}), "
+                f"client {self.client_s:.2f} s CPU in {self.wall_s:.2f} s wall")
+
+
+def measure_latency(perf: RdkafkaPerformance | None, bootstrap: str, topic: str, args: argparse.Namespace,
+                    work_dir: Path) -> tuple[list[float], str]:
+    """The single-node latency measurement (acks=all, idempotent, no linger,
+    fixed rate): sorted latencies in ms and a note on the rate. Starts with
+    no dirty pages (a build or an earlier run leaves plenty), which
+    would otherwise be written back during the broker's fsyncs."""
+    os.sync()
+    if perf:
+        latencies, achieved_rate = perf_produce_latency_ms(
+            perf, bootstrap, topic, args.latency_rate, args.latency_seconds, args.record_bytes, work_dir
+        )
+        rate_note = f"{args.latency_rate} rec/s ({achieved_rate:.0f} achieved)"
+    else:
+        latencies = produce_latency_ms(bootstrap, topic, args.latency_rate, args.latency_seconds, args.record_bytes)
+        rate_note = f"{args.latency_rate} rec/s"
+    latencies.sort()
+    return latencies, rate_note
+
+
+def format_latency(latencies: list[float]) -> str:
+    return " / ".join(f"{percentile(latencies, q):.2f}" for q in (0.50, 0.99, 0.999)) + " ms"
+
+
+def run_cluster(args: argparse.Namespace, perf: RdkafkaPerformance | None, client: str, client_short: str) -> int:
+    """--cluster: acks=all latency and throughput and consume throughput
+    against a replicated topic (RF = min(3, brokers), min.insync.replicas=2)
+    on N brokers of our own (or the running cluster at --bootstrap)."""
+    # SIGTERM to this script unwinds through the finally below, which stops the brokers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    work_dir = Path(tempfile.mkdtemp(prefix="odradek-bench-cluster-", dir=args.work_dir))
+    cluster: BenchCluster | None = None
+    rows: list[tuple[str, str, str, str]] = []  # metric, value, target, result
+    failed = True
+    stop_problems: list[str] = []
+    size = args.cluster
+    try:
+        binary = None if args.bootstrap else (args.binary or build_release())
+        suffix = f"{int(time.time())}-{os.getpid()}"
+
+        # The same latency run on one broker (RF=1) first, on this machine
+        # and in this run, as the reference for what replication adds.
+        if binary and not args.no_single_node_comparison:
+            log("single-node comparison: one broker, acks=all latency, RF=1")
+            single = BrokerProcess(data_dir=work_dir / "single" / "data", log_dir=work_dir / "single" / "logs",
+                                   port=free_ports_below_ephemeral(1)[0], dev=args.dev, binary=binary)
+            single.start()
+            try:
+                topic = f"bench-latency-single-{suffix}"
+                create_topic(single.bootstrap, topic, 1)
+                single_latencies, single_rate = measure_latency(perf, single.bootstrap, topic, args, work_dir)
+            finally:
+                single.stop()
+            shutil.rmtree(work_dir / "single", ignore_errors=True)
+            rows.append((
+                f"single node for comparison (same run, RF=1): produce latency p50 / p99 / p999, acks=all, "
+                f"{single_rate}, {args.record_bytes} B ({client_short})",
+                format_latency(single_latencies), "", "",
+            ))
+
+        load_before = os.getloadavg()[0]
+        if binary:
+            cluster = BenchCluster(binary, work_dir, size, args.dev)
+            log(f"starting {size} brokers: {cluster.bootstrap} (logs under {work_dir})")
+            formed_s = cluster.start()
+            rows.insert(0, (
+                f"cluster formed: {size} processes started until every node's Metadata lists {size} brokers",
+                f"{formed_s:.2f} s", "", "",
+            ))
+            bootstrap, addresses = cluster.bootstrap, cluster.addresses
+        else:
+            bootstrap, addresses = args.bootstrap, parse_addresses(args.bootstrap)
+            size = len(cluster_metadata(addresses).brokers)
+        rf = min(3, size)
+        min_insync = min(CLUSTER_MIN_INSYNC, rf)
+        replication = f"RF={rf}, min.insync.replicas={min_insync}"
+
+        latency_topic, throughput_topic = f"bench-latency-{suffix}", f"bench-throughput-{suffix}"
+        plain_topic = f"bench-throughput-plain-{suffix}"
+        create_replicated_topic(bootstrap, latency_topic, 1, rf, min_insync)
+        create_replicated_topic(bootstrap, throughput_topic, args.partitions, rf, min_insync)
+        create_replicated_topic(bootstrap, plain_topic, args.partitions, rf, min_insync)
+        wait_topic_replicated(addresses, latency_topic, 1, rf)
+        wait_topic_replicated(addresses, plain_topic, args.partitions, rf)
+        layout = wait_topic_replicated(addresses, throughput_topic, args.partitions, rf)
+        log(f"{throughput_topic}: {describe_partitions(layout)}")
+        rows.append((f"throughput topic, {args.partitions} partition(s), {replication}",
+                     describe_partitions(layout), "", ""))
+
+        log(f"produce latency: {args.latency_rate} records/s for {args.latency_seconds} s, acks=all, {replication}")
+        latencies, rate_note = measure_latency(perf, bootstrap, latency_topic, args, work_dir)
+        rows.append((
+            f"produce latency p50 / p99 / p999, acks=all, {replication}, {rate_note}, {args.record_bytes} B "
+            f"({client_short})",
+            format_latency(latencies), "", "",
+        ))
+
+        broker_pids = cluster.pids if cluster else {}
+        # Idempotent first (the producer a durable setup uses; its topic is
+        # the one consumed below), then the same without idempotence, which
+        # lets librdkafka keep more requests in flight per broker.
+        for idempotent, topic in ((True, throughput_topic), (False, plain_topic)):
+            kind = "idempotent" if idempotent else "not idempotent"
+            log(f"produce throughput: {args.records} x {args.record_bytes} B, acks=all ({kind}), {replication}")
+            os.sync()
+            with ClusterCpuMeter(broker_pids) as produce_cpu:
+                if perf:
+                    produced = perf_produce_throughput(perf, bootstrap, topic, args.records, args.record_bytes,
+                                                       acks="all", idempotent=idempotent)
+                else:
+                    produced = produce_throughput(bootstrap, topic, args.records, args.record_bytes,
+                                                  acks="all", idempotent=idempotent)
+            rows.append((
+                f"produce throughput, acks=all ({kind}), {replication}, {args.records:,} x {args.record_bytes} B "
+                f"records ({client_short})",
+                f"{produced.mb_s:.0f} MB/s, {produced.records_s:,.0f} rec/s", "", "",
+            ))
+            rows.append((f"CPU during produce throughput ({kind})", produce_cpu.describe(), "", ""))
+
+        log("consume throughput (from the partition leaders)")
+        with ClusterCpuMeter(broker_pids) as consume_cpu:
+            if perf:
+                consumed = perf_consume_throughput(perf, bootstrap, throughput_topic, args.partitions, args.records)
+            else:
+                consumed = consume_throughput(bootstrap, throughput_topic, args.partitions, args.records)
+        rows.append((
+            f"consume throughput, from the leaders ({client_short})",
+            f"{consumed.mb_s:.0f} MB/s, {consumed.records_s:,.0f} rec/s", "", "",
+        ))
+        rows.append(("CPU during consume", consume_cpu.describe(), "", ""))
+
+        after = cluster_metadata(addresses, [throughput_topic]).topics.get(throughput_topic)
+        rows.append(("throughput topic (idempotent run) after the runs",
+                     describe_partitions(after) if after else "absent", "", ""))
+        if cluster:
+            rss = ", ".join(f"node {n} {b.rss_kib() / 1024:.1f}" for n, b in cluster.brokers.items())
+            rows.append(("RSS after the runs", f"{rss} MiB", "", ""))
+        # Other work on a shared machine shows up in the latency tail first.
+        rows.append(("load average (1 min) before / after the cluster runs",
+                     f"{load_before:.2f} / {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)", "", ""))
+        failed = False
+    finally:
+        if cluster:
+            log("stopping the brokers (SIGTERM)")
+            stop_problems = cluster.stop()
+            for problem in stop_problems:
+                log(f"WARNING: {problem}")
+            rows.append(("all brokers exited after SIGTERM (sent to all at once)",
+                         f"{cluster.stop_s:.1f} s" + (" (with problems, see below)" if stop_problems else ""), "", ""))
+            if failed or stop_problems:
+                log(cluster.log_tails())
+        if cluster and (failed or stop_problems):
+            # Keep the broker logs for a look; drop the data.
+            for n in cluster.node_ids:
+                shutil.rmtree(work_dir / f"node-{n}" / "data", ignore_errors=True)
+            log(f"broker logs kept under {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    fsync = "fsync off (--dev)" if args.dev else "fsync on"
+    where = (f"{size}-node cluster of our own (release build, {fsync}, {args.partitions} partition(s))"
+             if not args.bootstrap else f"cluster at {args.bootstrap}")
+    print(f"\n### odradek benchmark: {where}, {os.cpu_count()} cores\n")
+    print(f"Client: {client}. Bootstrap: every broker; produce and consume go to the partition leaders.\n")
+    print("| metric | value | target | result |")
+    print("| --- | --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    if stop_problems:
+        print("\nShutdown problems:\n" + "\n".join(f"- {p}" for p in stop_problems))
+    return 1 if stop_problems else 0
+
+
+# --------------------------------------------------------------------------
 # Orchestration
 # --------------------------------------------------------------------------
 def build_release() -> Path:
-    log("building: cargo build --release")
-    subprocess.run(["cargo", "build", "--release", "--bins"], cwd=REPO_ROOT, check=True)
+    # Serialized with the other cargo users of this machine (flock, when there is one).
+    lock = ["flock", CARGO_LOCK] if shutil.which("flock") else []
+    log(f"building: {' '.join(lock + ['cargo', 'build', '--release'])}")
+    subprocess.run(lock + ["cargo", "build", "--release", "--bins"], cwd=REPO_ROOT, check=True)
     target_dir = Path(os.environ.get("CARGO_TARGET_DIR", REPO_ROOT / "target"))
     return target_dir / "release" / "odradek"
 
@@ -521,7 +927,16 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, help="parent of the temporary data dir (default: system temp)")
     parser.add_argument("--records", type=int, default=1_000_000, help="records for produce/consume throughput")
     parser.add_argument("--record-bytes", type=int, default=1024)
-    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--partitions", type=int,
+                        help="partitions of the throughput topic (default: 1; 3 with --cluster)")
+    parser.add_argument("--cluster", type=int, nargs="?", const=3, metavar="N",
+                        help="cluster mode: start N (default 3) release brokers forming one cluster (with "
+                             "--bootstrap: measure that running cluster) and measure acks=all latency and "
+                             "throughput and consume throughput on a topic with replication factor min(3, N) "
+                             "and min.insync.replicas=2")
+    parser.add_argument("--no-single-node-comparison", action="store_true",
+                        help="with --cluster: skip the acks=all latency run on one broker that precedes "
+                             "the cluster runs")
     parser.add_argument("--latency-rate", type=int, default=1000, help="records/s for the latency run")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--group-runs", type=int, default=3, help="new groups timed for the first assignment")
@@ -530,6 +945,10 @@ def main() -> int:
     parser.add_argument("--loopback-runs", type=int, default=2,
                         help="loopback-to-file runs before and again after the broker runs (median reported)")
     args = parser.parse_args()
+    if args.partitions is None:
+        args.partitions = 3 if args.cluster else 1
+    if args.cluster is not None and args.cluster < 1:
+        parser.error("--cluster N needs N >= 1")
 
     perf: RdkafkaPerformance | None = None
     if args.client != "python":
@@ -544,6 +963,8 @@ def main() -> int:
         f"confluent-kafka {confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}, Python)")
     client_short = "rdkafka_performance" if perf else "confluent-kafka"
     log(f"client: {client}")
+    if args.cluster:
+        return run_cluster(args, perf, client, client_short)
 
     work_dir = Path(tempfile.mkdtemp(prefix="odradek-bench-", dir=args.work_dir))
     broker = None
