@@ -152,7 +152,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
 }
 
 /// Upper bound on the controlled shutdown, so SIGTERM always ends the process.
-const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn spawn_housekeeping(broker: Arc<Broker>) {
     let interval = Duration::from_millis(broker.config.get_i64("log.retention.check.interval.ms").max(1) as u64);
