@@ -21,7 +21,10 @@ Safety properties (each count must be 0)
   increasing in offset order;
 - minority_acks: an acknowledgement arrived while fewer than
   min.insync.replicas brokers were alive (later than `grace_s` after the
-  window opened: acks already on their way are allowed), or a record first
+  window opened: acks already on their way are allowed) for a record that
+  was not yet committed when the window opened (a record at or below an
+  offset of its partition acknowledged before then was committed already:
+  a retry of it may be answered late, as a duplicate), or a record first
   produced in such a window was acknowledged although its client had given
   up on it (Attempt.give_up_by: produce time + message.timeout.ms + one
   request.timeout.ms + a margin) before the window closed. A record whose
@@ -103,7 +106,8 @@ class Report:
     minority_acks: list = field(default_factory=list)  # (producer, seq, t_produce, t_ack, window, rule)
     phantoms: list = field(default_factory=list)  # (partition, offset, value)
     acks_without_offset: int = 0  # delivery reports with no offset (checked by presence in the partition)
-    acked_in_window_produce: int = 0  # records first produced in a minority window, acked after it (allowed)
+    acked_in_window_produce: int = 0
+    late_acks_in_window: int = 0  # acks in a window of records committed before it (allowed)  # records first produced in a minority window, acked after it (allowed)
     failure_kinds: dict = field(default_factory=dict)  # error text -> count
     longest_unavailability_s: float = 0.0
     longest_unavailability_at: tuple[float, float] = (0.0, 0.0)
@@ -128,9 +132,12 @@ class Report:
             f"unresolved {self.unresolved}, stored {self.stored}",
             "safety: " + ", ".join(f"{k} {v}" for k, v in self.safety_counts().items())
             + ("  => OK" if self.ok else "  => VIOLATED"),
-            f"longest unavailability: {self.longest_unavailability_s:.2f} s "
-            f"(t={self.longest_unavailability_at[0] - t0:.1f}..{self.longest_unavailability_at[1] - t0:.1f} s)",
         ]
+        if self.gaps:
+            lines.append(
+                f"longest unavailability: {self.longest_unavailability_s:.2f} s "
+                f"(t={self.longest_unavailability_at[0] - t0:.1f}..{self.longest_unavailability_at[1] - t0:.1f} s)"
+            )
         if self.gaps:
             lines.append(
                 "longest gaps without an ack: "
@@ -142,6 +149,11 @@ class Report:
             lines.append(
                 f"records first produced while under min.insync.replicas and acknowledged after the brokers "
                 f"came back (allowed): {self.acked_in_window_produce}"
+            )
+        if self.late_acks_in_window:
+            lines.append(
+                f"acks that arrived while under min.insync.replicas for records committed before (allowed): "
+                f"{self.late_acks_in_window}"
             )
         if self.failure_kinds:
             kinds = sorted(self.failure_kinds.items(), key=lambda kv: -kv[1])
@@ -235,24 +247,53 @@ def find_phantoms(log: dict[int, list[tuple[int, bytes | None]]], attempts: list
     return out
 
 
+def _committed_before(acks: list[Ack], t: float) -> dict[int, int]:
+    """Per partition, the highest offset acknowledged before t: an acks=all
+    acknowledgement means the high watermark had passed it, so every record
+    at or below it was committed by then."""
+    out: dict[int, int] = {}
+    for a in acks:
+        if a.t_ack < t and a.offset is not None and a.offset >= 0:
+            out[a.partition] = max(out.get(a.partition, -1), a.offset)
+    return out
+
+
 def find_minority_acks(
     attempts: list[Attempt],
     acks: list[Ack],
     windows: list[Window],
     grace_s: float,
-) -> tuple[list[tuple], int]:
-    """(violations, allowed): see the module docstring. `allowed` counts
-    records first produced in a window and acknowledged after it closed,
-    their client still retrying them then."""
+    log: dict[int, list[tuple[int, bytes | None]]] | None = None,
+) -> tuple[list[tuple], int, int]:
+    """(violations, allowed, late): see the module docstring. `allowed`
+    counts records first produced in a window and acknowledged after it
+    closed, their client still retrying them then. `late` counts acks in a
+    window of records that were already committed before it opened (a
+    retry answered as a duplicate with its original offset): the ack is
+    late, the record was not committed under min.insync.replicas."""
     produced_at = {(a.producer, a.seq): a.t_produce for a in attempts}
     give_up = {(a.producer, a.seq): a.give_up_by for a in attempts}
+    stored_at: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for p, records in (log or {}).items():
+        for off, v in records:
+            d = decode_value(v)
+            if d:
+                stored_at.setdefault(d, []).append((p, off))
+    committed = {id(w): _committed_before(acks, w.start + grace_s) for w in windows}
     violations = []
-    allowed = 0
+    allowed = late = 0
     for ack in acks:
         t_produce = produced_at.get((ack.producer, ack.seq))
         for w in windows:
             opened = w.start + grace_s
             if opened <= ack.t_ack < w.end:
+                offset = ack.offset
+                if offset is None or offset < 0:  # an ack without an offset: where the record is stored
+                    places = [o for p, o in stored_at.get((ack.producer, ack.seq), []) if p == ack.partition]
+                    offset = min(places) if places else None
+                if offset is not None and offset <= committed[id(w)].get(ack.partition, -1):
+                    late += 1
+                    break
                 violations.append((ack.producer, ack.seq, t_produce, ack.t_ack, w.what or (w.start, w.end), "acked in window"))
                 break
             if t_produce is not None and opened <= t_produce < w.end:
@@ -262,7 +303,7 @@ def find_minority_acks(
                     )
                     break
                 allowed += 1
-    return violations, allowed
+    return violations, allowed, late
 
 
 def unavailability(ack_times: list[float], start: float, end: float, top: int = 3) -> tuple[float, tuple[float, float], list]:
@@ -302,8 +343,8 @@ def check(
     r.duplicated = find_duplicates(log)
     r.reordered = find_reordered(log)
     r.phantoms = find_phantoms(log, attempts)
-    r.minority_acks, r.acked_in_window_produce = find_minority_acks(
-        attempts, acks, list(windows), grace_s
+    r.minority_acks, r.acked_in_window_produce, r.late_acks_in_window = find_minority_acks(
+        attempts, acks, list(windows), grace_s, log
     )
     if producing is not None:
         r.longest_unavailability_s, r.longest_unavailability_at, r.gaps = unavailability(

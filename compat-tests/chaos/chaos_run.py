@@ -260,6 +260,7 @@ class FaultRunner:
         self.history = history or History()
         self.logger = logger or logging.getLogger("chaos")
         self.probes_run = 0
+        self.t_stop: float | None = None
         self.cluster = cluster
         self.topic = topic
         self.cfg = cfg
@@ -470,7 +471,7 @@ def dump_history(path: Path, history: History, log: dict, runner: "FaultRunner",
         return round(t - t0, 4)
 
     data = {
-        "attempts": [[a.producer, a.seq, a.partition, rel(a.t_produce)] for a in history.attempts],
+        "attempts": [[a.producer, a.seq, a.partition, rel(a.t_produce), rel(a.give_up_by)] for a in history.attempts],
         "acks": [[a.producer, a.seq, a.partition, a.offset, rel(a.t_ack)] for a in history.acks],
         "failures": [[f.producer, f.seq, f.partition, rel(f.t_fail), f.error] for f in history.failures],
         "client_errors": [[rel(t), p, e] for t, p, e in history.client_errors],
@@ -478,7 +479,23 @@ def dump_history(path: Path, history: History, log: dict, runner: "FaultRunner",
         "events": [[rel(t), e] for t, e in runner.events],
         "windows": [[rel(w.start), rel(w.end), w.what] for w in runner.windows],
     }
+    data["grace_s"] = runner.cfg.grace_s
+    data["producing"] = [0.0, rel(runner.t_stop)] if runner.t_stop else None
     path.write_text(json.dumps(data))
+
+
+def recheck(path: Path) -> Report:
+    """The checker over a history.json written by an earlier run (after a checker change, say)."""
+    import json
+
+    d = json.loads(Path(path).read_text())
+    attempts = [Attempt(a[0], a[1], a[2], a[3], a[4] if len(a) > 4 else float("inf")) for a in d["attempts"]]
+    acks = [Ack(*a) for a in d["acks"]]
+    failures = [Failure(*f) for f in d["failures"]]
+    log = {int(p): [(o, v.encode() if v is not None else None) for o, v in recs] for p, recs in d["log"].items()}
+    windows = [Window(*w) for w in d["windows"]]
+    producing = tuple(d["producing"]) if d.get("producing") else None
+    return check(attempts, acks, failures, log, windows=windows, grace_s=d.get("grace_s", 1.0), producing=producing)
 
 
 def read_everything(
@@ -552,6 +569,7 @@ def run_chaos(cfg: ChaosConfig, base_dir: Path, say=print, cluster: Cluster | No
         time.sleep(max(cfg.quiet_s, 2.0))
         stop.set()
         t_stop = time.monotonic()
+        runner.t_stop = t_stop
         runner.log("producers stopping; flushing")
         for w in workers:
             w.join(cfg.flush_timeout_s + 30)
@@ -603,8 +621,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--network", choices=["auto", "netns", "loopback"], default="auto")
     ap.add_argument("--client-debug", default="", help="librdkafka debug contexts for the producers, e.g. eos,msg")
     ap.add_argument("--keep", action="store_true", help="keep the data dirs and logs")
+    ap.add_argument("--recheck", metavar="HISTORY_JSON", help="only run the checker over an earlier run's history.json")
     ap.add_argument("--dir", default=None, help="where to put data and logs (default: a temporary dir)")
     args = ap.parse_args(argv)
+    if args.recheck:
+        report = recheck(Path(args.recheck))
+        print(report.format())
+        return 0 if report.ok else 1
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
     cfg = ChaosConfig(
         seed=seed,

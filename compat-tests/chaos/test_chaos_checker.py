@@ -135,9 +135,9 @@ def test_ack_inside_minority_window_is_caught_after_grace():
         Ack(0, 1, 0, 1, 25.0),  # under min.insync.replicas: a violation
         Ack(0, 2, 0, 2, 31.0),  # after the window
     ]
-    violations, allowed = find_minority_acks(attempts, acks, [w], grace_s=1.0)
+    violations, allowed, late = find_minority_acks(attempts, acks, [w], grace_s=1.0)
     assert [(v[0], v[1], v[5]) for v in violations] == [(0, 1, "acked in window")]
-    assert allowed == 0
+    assert allowed == 0 and late == 0
 
 
 def test_record_produced_in_window_and_given_up_must_not_be_acked():
@@ -149,7 +149,7 @@ def test_record_produced_in_window_and_given_up_must_not_be_acked():
         Attempt(0, 3, 0, 23.0),  # retried for ever (a long message.timeout.ms)
     ]
     acks = [Ack(0, 0, 0, 0, 41.0), Ack(0, 1, 0, 1, 41.0), Ack(0, 2, 0, 2, 41.0), Ack(0, 3, 0, 3, 42.0)]
-    violations, allowed = find_minority_acks(attempts, acks, [w], grace_s=1.0)
+    violations, allowed, _ = find_minority_acks(attempts, acks, [w], grace_s=1.0)
     assert [(v[1], v[5]) for v in violations] == [(0, "produced in window, given up before it closed")]
     assert allowed == 2
     log = {0: [(i, encode_value(0, i)) for i in range(4)]}
@@ -198,3 +198,25 @@ def test_ack_without_offset_is_checked_by_presence():
     log[first.partition] = [(o, v) for o, v in log[first.partition] if o != first.offset]
     r = check(attempts, acks, [], log)
     assert len(r.lost) == 1 and "without an offset" in r.lost[0][4]
+
+
+def test_late_ack_of_a_record_committed_before_the_window_is_allowed():
+    """A retry of a batch committed before two brokers died may be answered
+    (as a duplicate, with its original offset) while only one is alive."""
+    w = Window(start=20.0, end=30.0)
+    attempts = [Attempt(0, 0, 0, 10.0), Attempt(1, 0, 0, 10.0), Attempt(0, 1, 0, 19.0), Attempt(2, 0, 0, 10.0)]
+    acks = [
+        Ack(1, 0, 0, 1, 12.0),  # offset 1 acked before the window: offsets 0..1 were committed then
+        Ack(0, 0, 0, 0, 25.0),  # late ack of offset 0: allowed
+        Ack(0, 1, 0, 2, 25.0),  # offset 2 was not known committed: a violation
+        Ack(2, 0, 0, None, 26.0),  # without an offset, stored at offset 1... no: see the log below
+    ]
+    log = {0: [(0, encode_value(0, 0)), (1, encode_value(1, 0)), (2, encode_value(0, 1)), (3, encode_value(2, 0))]}
+    violations, allowed, late = find_minority_acks(attempts, acks, [w], grace_s=1.0, log=log)
+    assert sorted((v[0], v[1]) for v in violations) == [(0, 1), (2, 0)]
+    assert late == 1
+    log[0][3], log[0][0] = (3, encode_value(0, 0)), (0, encode_value(2, 0))
+    acks[1] = Ack(0, 0, 0, 3, 25.0)
+    violations, allowed, late = find_minority_acks(attempts, acks, [w], grace_s=1.0, log=log)
+    assert sorted((v[0], v[1]) for v in violations) == [(0, 0), (0, 1)]  # (2, 0) now sits at offset 0: committed
+    assert late == 1
