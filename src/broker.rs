@@ -486,7 +486,10 @@ async fn membership_loop(broker: Weak<Broker>) {
                 rack: b.rack.clone(),
             }
         };
-        match b.controller.execute(command).await {
+        // A heartbeat that cannot get through in time is dropped and the next one sent: a broker keeps its
+        // session by reaching whichever controller leads now, not by waiting on one that stopped answering.
+        let attempt_timeout = interval.max(Duration::from_secs(1));
+        match b.controller.execute_within(command, attempt_timeout).await {
             Ok(Outcome::Done) if !registered => {
                 registered = true;
                 tracing::info!(node_id = b.node_id, "registered with the controller");

@@ -31,6 +31,10 @@ use openraft::Raft;
 
 /// How long a command may take end to end (finding the leader, forwarding, committing, applying here).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for one forwarded command's answer. A leader that stopped (SIGSTOP, isolation) accepts the
+/// connection but never answers; after this the command is retried with whoever leads by then, so a broker's
+/// heartbeats reach a new controller well within a session.
+const FORWARD_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Longest pause between two attempts of a command while the leader is unknown or changing.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How often the leader looks for brokers whose session expired.
@@ -124,7 +128,12 @@ impl Controller {
 
     /// Runs `command` on the active controller and waits until this node's image includes its result.
     pub async fn execute(&self, command: Command) -> Result<Outcome, ControllerError> {
-        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        self.execute_within(command, COMMAND_TIMEOUT).await
+    }
+
+    /// [`Controller::execute`] bounded by `timeout` (heartbeats must not outlive their session).
+    pub async fn execute_within(&self, command: Command, timeout: Duration) -> Result<Outcome, ControllerError> {
+        let deadline = Instant::now() + timeout;
         let (outcome, index) = self.execute_somewhere(command, deadline).await?;
         self.wait_applied(index, deadline).await;
         Ok(outcome)
@@ -162,7 +171,7 @@ impl Controller {
         };
         let pooled = self.peers.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&leader).and_then(Vec::pop);
         let mut peer = pooled.unwrap_or_else(|| Peer::new(addr));
-        let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+        let timeout = deadline.saturating_duration_since(Instant::now()).min(FORWARD_ATTEMPT_TIMEOUT).max(Duration::from_millis(10));
         let answer = peer.call(&Request::Execute(command.encode()), timeout).await;
         let result = match answer {
             Ok(Response::Executed(bytes)) => commands::decode_result(&bytes)
