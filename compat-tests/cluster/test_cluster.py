@@ -23,7 +23,7 @@ from cluster_helpers import (
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from harness.cluster import ClusterError, summarize
+from harness.cluster import ClusterError, NetnsNetwork, summarize
 from harness.readback import read_partition
 
 pytestmark = pytest.mark.needs_cluster
@@ -313,10 +313,19 @@ def test_killed_broker_restarts_and_rejoins_isr(cluster, topic):
     assert_acked_records_stored(cluster, topic, d, list(range(partitions)))
 
 
-def test_controller_pause_leaves_the_other_brokers_serving(cluster, topic):
-    """SIGSTOP of the controller (a voter and a broker): the other two elect a
-    new controller, keep their sessions, and serve every partition (leaders
-    among themselves, ISR shrunk to them) while it is frozen."""
+@pytest.mark.parametrize("fault", ["sigstop", "isolate"])
+def test_controller_pause_leaves_the_other_brokers_serving(cluster_factory, topic, fault):
+    """SIGSTOP or network isolation of the controller (a voter and a broker):
+    the other two elect a new controller, keep their sessions, and serve every
+    partition (leaders among themselves) while it is away."""
+    if fault == "isolate":
+        ok, why = NetnsNetwork.available()
+        if not ok:
+            pytest.skip(f"network isolation needs network namespaces: {why}")
+        cluster = cluster_factory(network="netns")
+    else:
+        cluster = cluster_factory()
+    away, back = (cluster.pause, cluster.resume) if fault == "sigstop" else (cluster.isolate, cluster.heal)
     create_topic(cluster, topic, partitions=3, config={"min.insync.replicas": "2"})
     controller = cluster.controller_id()
     others = sorted(NODES - {controller})
@@ -325,7 +334,7 @@ def test_controller_pause_leaves_the_other_brokers_serving(cluster, topic):
     bg.start()
     time.sleep(1.0)
     t_pause = time.monotonic()
-    cluster.pause(controller)
+    away(controller)
     seen: list[str] = []
 
     def serving():
@@ -344,7 +353,7 @@ def test_controller_pause_leaves_the_other_brokers_serving(cluster, topic):
             md = cluster.wait_until(serving, FAILOVER_BOUND_S + 4, "the live nodes to serve every partition")
         except ClusterError as e:
             raise AssertionError(
-                f"controller {controller} frozen: nodes {others} do not serve every partition within "
+                f"controller {controller} away ({fault}): nodes {others} do not serve every partition within "
                 f"{FAILOVER_BOUND_S + 4:.0f}s; last metadata: {seen[0] if seen else None}"
             ) from e
         served = time.monotonic() - t_pause
@@ -353,7 +362,7 @@ def test_controller_pause_leaves_the_other_brokers_serving(cluster, topic):
         assert set(others) <= set(still.brokers), f"live brokers fenced: node {others[1]} lists {sorted(still.brokers)}"
         assert all(p.leader in others for p in still.topics[topic].partitions.values()), still.topics[topic]
     finally:
-        cluster.resume(controller)
+        back(controller)
     d = bg.stop()
     gap, at = d.longest_gap(t_pause, t_pause + served + 2.0)
     print(f"new controller {md.controller_id}, every partition served {served:.2f}s after the pause; "
