@@ -1,10 +1,13 @@
-//! The controller: the single writer of cluster metadata. Requests that change metadata (CreateTopics,
-//! DeleteTopics, CreatePartitions, AlterConfigs, producer-id blocks) are planned against the current image by
-//! pure functions that return records; the runtime appends those records to the metadata log, fsyncs, applies
-//! them to a new image and publishes it. State changes only when records are applied.
+//! The controller: the single writer of cluster metadata, replicated by a Raft quorum (openraft).
 //!
-//! Today the quorum is this one node and the metadata log is a local file; the replicated quorum (openraft)
-//! replaces [`MetadataLog`] without changing the planning functions or the image.
+//! - Plans are pure functions of the metadata image that return records: topics and configs here,
+//!   [`placement`] of new replicas across brokers and racks, [`cluster`] membership and leadership (broker
+//!   registration and fencing, elections from the ISR, AlterPartition, reassignments).
+//! - [`commands`]: what brokers ask for; [`runtime`] plans a command on the quorum leader against an up-to-date
+//!   image and commits the records (or forwards the command to the leader), and fences brokers whose
+//!   heartbeats stop.
+//! - [`quorum`]: the replicated metadata log; every node applies committed records to its [`image`].
+//!   State changes only when records are applied. A single node is a quorum of one running the same code.
 
 pub mod cluster;
 pub mod commands;
