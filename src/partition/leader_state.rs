@@ -99,6 +99,11 @@ impl LeaderState {
         }
     }
 
+    /// The log end offset when this leader epoch began.
+    pub fn epoch_start_offset(&self) -> i64 {
+        self.epoch_start_offset
+    }
+
     pub fn is_follower(&self, replica_id: i32) -> bool {
         self.followers.contains_key(&replica_id)
     }

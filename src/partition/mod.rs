@@ -54,6 +54,8 @@ pub enum PartitionError {
     NotEnoughReplicasAfterAppend { isr: usize, min: i32 },
     #[error("the batch was not replicated to the ISR before the request timeout")]
     RequestTimedOut,
+    #[error("the high watermark {high_watermark} is behind the start {epoch_start_offset} of this leader's epoch")]
+    OffsetNotAvailable { high_watermark: i64, epoch_start_offset: i64 },
 }
 
 /// Which records a reader may see: up to the high watermark, or up to the last stable offset.
@@ -682,6 +684,13 @@ impl Partition {
     pub fn list_offset(&self, timestamp: i64, isolation: Isolation) -> Result<Option<(i64, i64)>, PartitionError> {
         let state = self.lock();
         let visible_end = state.high_watermark;
+        // A new leader's high watermark may lag behind what the old leader had exposed until its followers
+        // fetch again; answering from it could send a consumer backwards (Kafka: OFFSET_NOT_AVAILABLE, retry).
+        if let Role::Leader(leader) = &state.role {
+            if visible_end < leader.epoch_start_offset() {
+                return Err(PartitionError::OffsetNotAvailable { high_watermark: visible_end, epoch_start_offset: leader.epoch_start_offset() });
+            }
+        }
         Ok(match timestamp {
             -1 => {
                 let _ = isolation; // the last stable offset equals the high watermark until transactions exist

@@ -295,3 +295,20 @@ fn reset_restarts_an_empty_follower_log_at_the_leader_start() {
     let reopened = open(&follower_dir, 2, leadership(1, 0, 0, &[1, 2]), 1);
     assert_eq!(reopened.offsets().log_end_offset, 100);
 }
+
+#[test]
+fn a_new_leader_answers_offset_not_available_until_its_high_watermark_reaches_its_epoch_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(&dir, 2, leadership(1, 0, 0, &[1, 2]), 1);
+    let leader_dir = tempfile::tempdir().unwrap();
+    let leader = open(&leader_dir, 1, leadership(1, 0, 0, &[1, 2]), 1);
+    leader.append(batch(3), 1, 0).unwrap();
+    replicate(&leader, &p, 0);
+    // Node 2 takes over in epoch 1 with its log at 3 but its high watermark not past what it learnt.
+    p.apply_leadership(leadership(2, 1, 1, &[1, 2]), 100).unwrap();
+    assert_eq!(high_watermark(&p), 0, "the old leader's followers had not fetched, so it never exposed offset 3");
+    assert!(matches!(p.list_offset(-1, Isolation::ReadUncommitted), Err(PartitionError::OffsetNotAvailable { .. })));
+    p.record_follower_fetch(1, 3, 1, 200).unwrap();
+    assert_eq!(high_watermark(&p), 3);
+    assert_eq!(p.list_offset(-1, Isolation::ReadUncommitted).unwrap(), Some((-1, 3)));
+}

@@ -59,6 +59,7 @@ impl KafkaCode for PartitionError {
             PartitionError::UnknownReplica { request_had_epoch: false, .. } => ResponseError::NotLeaderOrFollower,
             PartitionError::NotEnoughReplicasAfterAppend { .. } => ResponseError::NotEnoughReplicasAfterAppend,
             PartitionError::RequestTimedOut => ResponseError::RequestTimedOut,
+            PartitionError::OffsetNotAvailable { .. } => ResponseError::OffsetNotAvailable,
         }
     }
 }
