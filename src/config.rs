@@ -116,7 +116,7 @@ pub static BROKER_PROPERTIES: &[Property] = &[
     prop("group.consumer.assignors", List, "uniform,range", "Server-side assignors of KIP-848 groups (uniform, range); the first is the default."),
     at_least(prop("offset.metadata.max.bytes", Int, "4096", "Largest metadata string of a committed offset, in bytes."), 0),
     at_least(prop("offsets.topic.num.partitions", Int, "50", "Partitions of __consumer_offsets, created at the first group request."), 1),
-    at_least(prop("offsets.topic.replication.factor", Int, "3", "Replication factor of __consumer_offsets, capped at the number of live brokers when it is created."), 1),
+    at_least(prop("offsets.topic.replication.factor", Int, "3", "Replication factor of __consumer_offsets, capped at the cluster size (voters or registered brokers); created only once that many brokers are alive."), 1),
     at_least(prop("offsets.topic.segment.bytes", Int, "104857600", "Segment size of __consumer_offsets, in bytes."), 14),
     at_least(prop("offsets.retention.minutes", Int, "10080", "Keep the committed offsets of an empty group this long, in minutes (not enforced yet)."), 1),
 ];

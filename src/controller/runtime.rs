@@ -121,6 +121,11 @@ impl Controller {
         self.quorum.subscribe()
     }
 
+    /// How many nodes the controller quorum has (every voter is also a broker).
+    pub fn voter_count(&self) -> usize {
+        self.quorum.voters().len()
+    }
+
     /// The quorum leader this node knows of: the "controller" Metadata and DescribeCluster report.
     pub fn active_controller(&self) -> Option<i32> {
         self.quorum.leader().map(|id| id as i32)

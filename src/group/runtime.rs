@@ -104,10 +104,17 @@ impl GroupCoordinator {
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), broker.config.get("offsets.topic.segment.bytes").to_string());
-        // Kafka refuses to create the topic with more replicas than live brokers (and groups stay unavailable);
-        // we cap at what the cluster has, so a single node (and a small cluster) serves groups at once.
-        let live_brokers = broker.image().live_brokers().count().max(1) as i32;
-        let replication_factor = broker.config.get_i32("offsets.topic.replication.factor").min(live_brokers);
+        // The factor is capped at the cluster's size (its voters, or more registered brokers), so a single node
+        // serves groups with one replica; a cluster with brokers down refuses to create the topic with fewer
+        // replicas than it should have (groups answer COORDINATOR_NOT_AVAILABLE until they are back), as Kafka.
+        let image = broker.image();
+        let cluster_size = broker.controller.voter_count().max(image.brokers.len()).max(1) as i32;
+        let replication_factor = broker.config.get_i32("offsets.topic.replication.factor").min(cluster_size);
+        let live_brokers = image.live_brokers().count() as i32;
+        if live_brokers < replication_factor {
+            tracing::info!(live_brokers, replication_factor, "not creating {OFFSETS_TOPIC} until enough brokers are alive");
+            return Err(CoordinatorError::NotAvailable);
+        }
         let topic = NewTopic {
             name: OFFSETS_TOPIC.to_string(),
             num_partitions: broker.config.get_i32("offsets.topic.num.partitions"),
