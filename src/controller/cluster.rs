@@ -47,7 +47,7 @@ fn elect_from_isr(image: &MetadataImage, p: &PartitionImage, excluded: Option<i3
 }
 
 /// Records that take `broker` out of every partition's leadership and ISR (fencing, controlled shutdown,
-/// re-registration of a restarted process). The last ISR member stays in the ISR so the partition can come
+/// re-registration of a restarted process); `broker` counts as fenced whatever `image` says. The last ISR member stays in the ISR so the partition can come
 /// back with it rather than with an out-of-sync replica.
 fn remove_broker_from_partitions(image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
@@ -88,6 +88,7 @@ pub fn plan_register_broker(
             return Vec::new();
         }
     }
+    // RegisterBroker applies as fenced: the broker leaves its leaderships and ISRs as when it is fenced.
     let mut records = vec![MetadataRecord::RegisterBroker {
         broker,
         incarnation,
@@ -95,10 +96,7 @@ pub fn plan_register_broker(
         port,
         rack: rack.map(String::from),
     }];
-    // RegisterBroker applies as fenced: plan the partition moves against that state.
-    let mut fenced = image.clone();
-    records.iter().for_each(|r| fenced.apply(r));
-    records.extend(remove_broker_from_partitions(&fenced, broker));
+    records.extend(remove_broker_from_partitions(image, broker));
     records
 }
 
@@ -109,9 +107,7 @@ pub fn plan_fence_broker(image: &MetadataImage, broker: i32) -> Vec<MetadataReco
         return Vec::new();
     }
     let mut records = vec![MetadataRecord::BrokerFencing { broker, fenced: true }];
-    let mut fenced = image.clone();
-    records.iter().for_each(|r| fenced.apply(r));
-    records.extend(remove_broker_from_partitions(&fenced, broker));
+    records.extend(remove_broker_from_partitions(image, broker));
     records
 }
 
@@ -123,13 +119,12 @@ pub fn plan_unfence_broker(image: &MetadataImage, broker: i32) -> Vec<MetadataRe
         return Vec::new();
     }
     let mut records = vec![MetadataRecord::BrokerFencing { broker, fenced: false }];
-    let mut unfenced = image.clone();
-    records.iter().for_each(|r| unfenced.apply(r));
     for topic in image.topics.values() {
         for (index, p) in topic.partitions.iter().enumerate() {
             if p.leader == -1 && p.isr.contains(&broker) {
+                // Offline means no live in-sync replica: the returning broker is the only one.
                 let mut next = p.clone();
-                next.leader = elect_from_isr(&unfenced, p, None);
+                next.leader = broker;
                 next.leader_epoch += 1;
                 next.partition_epoch += 1;
                 records.push(partition_record(topic.topic_id, index, &next));

@@ -308,6 +308,23 @@ impl Shared {
         }
     }
 
+    /// The leader's own changes (fencing, elections): planned under the plan lock against an up-to-date image
+    /// and committed, like a broker's command.
+    async fn commit_own_plan(&self, what: &str, plan: impl FnOnce(&MetadataImage) -> Vec<MetadataRecord>) {
+        let _one_plan_at_a_time = self.plan_lock.lock().await;
+        if !self.is_leader() || self.raft.ensure_linearizable().await.is_err() {
+            return;
+        }
+        let records = plan(&self.image());
+        if records.is_empty() {
+            return;
+        }
+        tracing::warn!(records = records.len(), "{what}");
+        if let Err(e) = self.commit(records).await {
+            tracing::warn!(error = %e, "{what} failed");
+        }
+    }
+
     fn note_heartbeat(&self, broker: i32) {
         self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).insert(broker, Instant::now());
     }
@@ -371,43 +388,15 @@ async fn liveness_loop(shared: Arc<Shared>) {
         }
         if Instant::now() >= next_unclean_check {
             next_unclean_check = Instant::now() + UNCLEAN_CHECK_INTERVAL;
-            let _one_plan_at_a_time = shared.plan_lock.lock().await;
-            if shared.raft.ensure_linearizable().await.is_ok() {
-                let records = plan_unclean_elections(&shared.image(), &shared.config);
-                if !records.is_empty() {
-                    tracing::warn!(partitions = records.len(), "unclean leader election: offline partitions go to out-of-sync replicas");
-                    if let Err(e) = shared.commit(records).await {
-                        tracing::warn!(error = %e, "unclean leader election failed");
-                    }
-                }
-            }
+            shared.commit_own_plan("unclean leader election of offline partitions", |image| plan_unclean_elections(image, &shared.config)).await;
         }
         if shared.config.get_bool("auto.leader.rebalance.enable") && Instant::now() >= next_rebalance {
             next_rebalance = Instant::now() + rebalance_every;
-            let _one_plan_at_a_time = shared.plan_lock.lock().await;
-            if shared.raft.ensure_linearizable().await.is_ok() {
-                let records = cluster::plan_preferred_rebalance(&shared.image());
-                if !records.is_empty() {
-                    tracing::info!(partitions = records.len(), "moving leaderships back to preferred replicas");
-                    if let Err(e) = shared.commit(records).await {
-                        tracing::warn!(error = %e, "preferred leader rebalance failed");
-                    }
-                }
-            }
+            shared.commit_own_plan("moving leaderships back to preferred replicas", cluster::plan_preferred_rebalance).await;
         }
         for broker in shared.expired_brokers(&shared.image(), Instant::now()) {
-            let _one_plan_at_a_time = shared.plan_lock.lock().await;
-            if shared.raft.ensure_linearizable().await.is_err() {
-                break;
-            }
-            let records = cluster::plan_fence_broker(&shared.image(), broker);
-            if records.is_empty() {
-                continue;
-            }
-            tracing::warn!(broker, "fencing a broker whose session expired");
-            if let Err(e) = shared.commit(records).await {
-                tracing::warn!(broker, error = %e, "fencing failed");
-            }
+            let what = format!("fencing broker {broker}, whose session expired");
+            shared.commit_own_plan(&what, |image| cluster::plan_fence_broker(image, broker)).await;
         }
     }
 }
