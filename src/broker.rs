@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,6 +51,8 @@ pub struct Broker {
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Follower side of replication: one fetcher task per leader this broker follows.
     fetchers: ReplicaFetchers,
+    /// Set by the controlled shutdown: heartbeats stop, so nothing unfences this broker again.
+    shutting_down: AtomicBool,
 }
 
 /// How long a single-node broker waits at start for its own registration (a quorum of one elects itself at
@@ -71,7 +74,7 @@ impl Broker {
             .with_context(|| format!("starting the controller in {}", data_dir.display()))?;
         let rack = Some(config.get("broker.rack").to_string()).filter(|r| !r.is_empty());
         let groups = GroupCoordinator::new(group_config(&config));
-        let config_for_fetchers = config.clone();
+        let fetchers = ReplicaFetchers::new(node_id, FetcherConfig::from_broker_config(&config));
         let broker = Arc::new(Broker {
             groups,
             config,
@@ -86,7 +89,8 @@ impl Broker {
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
-            fetchers: ReplicaFetchers::new(node_id, FetcherConfig::from_broker_config(&config_for_fetchers)),
+            fetchers,
+            shutting_down: AtomicBool::new(false),
         });
         broker.reconcile().context("opening partitions")?;
         tokio::spawn(follow_metadata(Arc::downgrade(&broker), broker.controller.subscribe()));
@@ -94,11 +98,9 @@ impl Broker {
         let registered = tokio::spawn(membership_loop(Arc::downgrade(&broker)));
         if single_voter {
             // A single node serves only once it is registered and unfenced, so its first client sees it.
-            // This process's registration, not one replayed from before a crash.
-            let incarnation = broker.incarnation;
             let wait = async {
                 let mut images = broker.controller.subscribe();
-                while !images.borrow_and_update().broker(node_id).is_some_and(|b| b.incarnation == incarnation && !b.fenced) {
+                while !broker.is_serving(&images.borrow_and_update()) {
                     if images.changed().await.is_err() {
                         break;
                     }
@@ -114,6 +116,12 @@ impl Broker {
 
     pub fn image(&self) -> Arc<MetadataImage> {
         self.controller.image()
+    }
+
+    /// Whether `image` has this process's registration, unfenced. Until then the image may be a replay from
+    /// before a crash that still names this node as a leader.
+    fn is_serving(&self, image: &MetadataImage) -> bool {
+        image.broker(self.node_id).is_some_and(|b| b.incarnation == self.incarnation && !b.fenced)
     }
 
     /// The cluster id: the metadata log's, else (before the quorum has one) this directory's.
@@ -242,16 +250,16 @@ impl Broker {
         if !self.config.get_bool("controlled.shutdown.enable") {
             return;
         }
+        self.shutting_down.store(true, Ordering::Release);
         let command = Command::BrokerHeartbeat { broker: self.node_id, incarnation: self.incarnation, want_shutdown: true };
-        match tokio::time::timeout(timeout, self.controller.execute(command)).await {
-            Ok(Ok(_)) => {
+        match self.controller.execute_within(command, timeout).await {
+            Ok(_) => {
                 tracing::info!("controlled shutdown: leaderships moved");
                 if let Err(e) = self.reconcile() {
                     tracing::warn!(error = %e, "applying the controlled shutdown locally");
                 }
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown failed; stopping anyway"),
-            Err(_) => tracing::warn!("controlled shutdown timed out; stopping anyway"),
+            Err(e) => tracing::warn!(error = %e, "controlled shutdown failed; stopping anyway"),
         }
     }
 
@@ -261,9 +269,8 @@ impl Broker {
         let _one_at_a_time = self.reconcile_lock.lock().unwrap_or_else(|p| p.into_inner());
         let image = self.image();
         let now = now_ms();
-        // Until the controller has this process's registration, the image may be a replay from before a crash
-        // that still names this node as leader: lead nothing and follow no one until then.
-        let serving = image.broker(self.node_id).is_some_and(|b| b.incarnation == self.incarnation && !b.fenced);
+        // Until the controller has this process's registration: lead nothing and follow no one.
+        let serving = self.is_serving(&image);
         let mut removed = Vec::new();
         {
             let mut hosted = self.partitions.write().unwrap_or_else(|p| p.into_inner());
@@ -474,6 +481,9 @@ async fn membership_loop(broker: Weak<Broker>) {
     let mut registered = false;
     loop {
         let Some(b) = broker.upgrade() else { return };
+        if b.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
         let interval = Duration::from_millis(b.config.get_i64("broker.heartbeat.interval.ms").max(1) as u64);
         let command = if registered {
             Command::BrokerHeartbeat { broker: b.node_id, incarnation: b.incarnation, want_shutdown: false }

@@ -9,7 +9,7 @@
 //!   heartbeat in memory and fences brokers silent for broker.session.timeout.ms; a new leader starts every
 //!   broker's clock afresh.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +51,9 @@ struct Shared {
     plan_lock: tokio::sync::Mutex<()>,
     /// Last heartbeat per broker, on the leader only.
     heartbeats: Mutex<HashMap<i32, Instant>>,
+    /// Broker processes (node, incarnation) that finished a controlled shutdown: a heartbeat of theirs still
+    /// in flight must not unfence them.
+    shut_down: Mutex<HashSet<(i32, uuid::Uuid)>>,
     /// Legacy single-node records to propose into an empty quorum once.
     legacy_records: Mutex<Option<Vec<MetadataRecord>>>,
     /// The cluster id this node proposes if it is the first leader (from its meta.properties).
@@ -89,6 +92,7 @@ impl Controller {
             config,
             plan_lock: tokio::sync::Mutex::new(()),
             heartbeats: Mutex::new(HashMap::new()),
+            shut_down: Mutex::new(HashSet::new()),
             legacy_records: Mutex::new((!legacy.is_empty()).then_some(legacy)),
             bootstrap_cluster_id,
         });
@@ -286,15 +290,23 @@ impl Shared {
                 Ok((records, Outcome::ProducerIdBlock { start }))
             }
             Command::RegisterBroker { broker, incarnation, host, port, rack } => {
+                // A new process of this node: forget the shut-down ones (bounded by the node count).
+                self.shut_down.lock().unwrap_or_else(|p| p.into_inner()).retain(|(node, _)| node != broker);
                 self.note_heartbeat(*broker);
                 done(cluster::plan_register_broker(image, *broker, *incarnation, host, *port, rack.as_deref()))
             }
             Command::BrokerHeartbeat { broker, incarnation, want_shutdown } => {
                 let registered = image.broker(*broker).filter(|b| b.incarnation == *incarnation).ok_or(ControllerError::StaleBrokerEpoch(*broker))?;
+                let mut shut_down = self.shut_down.lock().unwrap_or_else(|p| p.into_inner());
                 if *want_shutdown {
+                    shut_down.insert((*broker, *incarnation));
                     self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).remove(broker);
                     return Ok((cluster::plan_fence_broker(image, *broker), Outcome::Heartbeat { fenced: true }));
                 }
+                if shut_down.contains(&(*broker, *incarnation)) {
+                    return Ok((Vec::new(), Outcome::Heartbeat { fenced: true }));
+                }
+                drop(shut_down);
                 self.note_heartbeat(*broker);
                 let records = if registered.fenced { cluster::plan_unfence_broker(image, *broker) } else { Vec::new() };
                 Ok((records, Outcome::Heartbeat { fenced: false }))
@@ -434,5 +446,32 @@ mod tests {
         records.iter().for_each(|r| image.apply(r));
         assert_eq!((image.topics["allowed"].partitions[0].leader, image.topics["allowed"].partitions[0].isr.clone()), (2, vec![2]));
         assert_eq!(image.topics["strict"].partitions[0].leader, -1);
+    }
+
+    #[tokio::test]
+    async fn a_broker_registers_is_unfenced_by_heartbeats_and_stays_fenced_after_a_controlled_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let voters = BTreeMap::from([(1u64, "127.0.0.1:0".to_string())]);
+        let controller = Controller::start(1, dir.path(), None, voters, BrokerConfig::default(), QuorumOptions::default(), "cluster".into())
+            .await
+            .unwrap();
+        let incarnation = Uuid::from_u128(1);
+        let register = Command::RegisterBroker { broker: 1, incarnation, host: "h".into(), port: 9092, rack: None };
+        assert_eq!(controller.execute(register).await.unwrap(), Outcome::Done);
+        assert!(controller.image().broker(1).unwrap().fenced, "registered brokers start fenced");
+        let heartbeat = |want_shutdown| Command::BrokerHeartbeat { broker: 1, incarnation, want_shutdown };
+        assert_eq!(controller.execute(heartbeat(false)).await.unwrap(), Outcome::Heartbeat { fenced: false });
+        assert!(controller.image().is_live(1));
+        assert_eq!(controller.image().cluster_id.as_deref(), Some("cluster"));
+
+        assert_eq!(controller.execute(heartbeat(true)).await.unwrap(), Outcome::Heartbeat { fenced: true });
+        assert!(!controller.image().is_live(1));
+        // A heartbeat that was already on its way does not undo the shutdown.
+        assert_eq!(controller.execute(heartbeat(false)).await.unwrap(), Outcome::Heartbeat { fenced: true });
+        assert!(!controller.image().is_live(1));
+        // Another process of the node is refused until it registers.
+        let stranger = Command::BrokerHeartbeat { broker: 1, incarnation: Uuid::from_u128(2), want_shutdown: false };
+        assert!(matches!(controller.execute(stranger).await, Err(ControllerError::StaleBrokerEpoch(1))));
+        controller.shutdown().await;
     }
 }
