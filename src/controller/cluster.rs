@@ -27,20 +27,6 @@ pub enum AlterPartitionError {
     InvalidIsr(String),
 }
 
-fn partition_record(topic_id: Uuid, index: usize, p: &PartitionImage) -> MetadataRecord {
-    MetadataRecord::Partition {
-        topic_id,
-        partition: index as i32,
-        replicas: p.replicas.clone(),
-        isr: p.isr.clone(),
-        leader: p.leader,
-        leader_epoch: p.leader_epoch,
-        partition_epoch: p.partition_epoch,
-        adding: p.adding.clone(),
-        removing: p.removing.clone(),
-    }
-}
-
 /// The first replica, in replica order, that is in the ISR and live (preferred replica first, as Kafka).
 fn elect_from_isr(image: &MetadataImage, p: &PartitionImage, excluded: Option<i32>) -> i32 {
     p.replicas.iter().copied().find(|&b| Some(b) != excluded && p.isr.contains(&b) && image.is_live(b)).unwrap_or(-1)
@@ -66,7 +52,7 @@ fn remove_broker_from_partitions(image: &MetadataImage, broker: i32) -> Vec<Meta
             }
             if next != *p {
                 next.partition_epoch += 1;
-                records.push(partition_record(topic.topic_id, index, &next));
+                records.push(next.to_record(topic.topic_id, index));
             }
         }
     }
@@ -127,7 +113,7 @@ pub fn plan_unfence_broker(image: &MetadataImage, broker: i32) -> Vec<MetadataRe
                 next.leader = broker;
                 next.leader_epoch += 1;
                 next.partition_epoch += 1;
-                records.push(partition_record(topic.topic_id, index, &next));
+                records.push(next.to_record(topic.topic_id, index));
             }
         }
     }
@@ -175,7 +161,7 @@ pub fn plan_alter_partition(
     }
     complete_reassignment_if_caught_up(image, &mut next);
     next.partition_epoch += 1;
-    Ok(vec![partition_record(topic_id, index, &next)])
+    Ok(vec![next.to_record(topic_id, index)])
 }
 
 /// A reassignment completes once every target replica is in the ISR: the replicas become the target, removed
@@ -240,7 +226,7 @@ pub fn plan_reassign(image: &MetadataImage, topic: &str, partition: i32, target:
         }
     }
     next.partition_epoch += 1;
-    Ok(vec![partition_record(t.topic_id, index, &next)])
+    Ok(vec![next.to_record(t.topic_id, index)])
 }
 
 /// ElectLeaders (preferred): moves leadership to the first replica where it is in the ISR and live.
@@ -261,7 +247,7 @@ pub fn plan_elect_preferred(image: &MetadataImage, topic: &str, partition: i32) 
     next.leader = preferred;
     next.leader_epoch += 1;
     next.partition_epoch += 1;
-    Ok(vec![partition_record(t.topic_id, partition as usize, &next)])
+    Ok(vec![next.to_record(t.topic_id, partition as usize)])
 }
 
 /// auto.leader.rebalance.enable: every partition whose preferred replica is a live in-sync replica but not
@@ -294,7 +280,7 @@ pub fn plan_elect_unclean(image: &MetadataImage, topic: &str, partition: i32) ->
     next.isr = vec![leader];
     next.leader_epoch += 1;
     next.partition_epoch += 1;
-    Ok(vec![partition_record(t.topic_id, partition as usize, &next)])
+    Ok(vec![next.to_record(t.topic_id, partition as usize)])
 }
 
 #[cfg(test)]

@@ -29,6 +29,21 @@ impl PartitionImage {
     pub fn is_reassigning(&self) -> bool {
         !self.adding.is_empty() || !self.removing.is_empty()
     }
+
+    /// The record that sets partition `index` of `topic_id` to this state.
+    pub fn to_record(&self, topic_id: Uuid, index: usize) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id,
+            partition: index as i32,
+            replicas: self.replicas.clone(),
+            isr: self.isr.clone(),
+            leader: self.leader,
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+            adding: self.adding.clone(),
+            removing: self.removing.clone(),
+        }
+    }
 }
 
 /// A registered broker as clients and peers see it.
@@ -114,17 +129,7 @@ impl MetadataImage {
         }
         for topic in self.topics.values() {
             records.push(MetadataRecord::Topic { name: topic.name.clone(), topic_id: topic.topic_id });
-            records.extend(topic.partitions.iter().enumerate().map(|(index, p)| MetadataRecord::Partition {
-                topic_id: topic.topic_id,
-                partition: index as i32,
-                replicas: p.replicas.clone(),
-                isr: p.isr.clone(),
-                leader: p.leader,
-                leader_epoch: p.leader_epoch,
-                partition_epoch: p.partition_epoch,
-                adding: p.adding.clone(),
-                removing: p.removing.clone(),
-            }));
+            records.extend(topic.partitions.iter().enumerate().map(|(index, p)| p.to_record(topic.topic_id, index)));
             records.extend(topic.configs.iter().map(|(name, value)| MetadataRecord::Config {
                 resource: ConfigResource::Topic(topic.name.clone()),
                 name: name.clone(),
