@@ -4,119 +4,28 @@
 //! byte-identical to the leader's (same offsets, same epochs), that acks=all waits for it, and that a follower
 //! holding divergent data from an older epoch is truncated by leader epoch, not to its high watermark.
 //!
-//! The controller cannot yet place replicas on a second broker, so the leader partition's replica set is
-//! widened with `apply_leadership`, exactly as the broker will apply the controller's partition changes.
+//! There is one broker in this process, so the leader partition's replica set is widened with
+//! `apply_leadership`, as a broker applies the controller's partition changes (compat-tests/cluster runs
+//! three real broker processes).
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use common::{record_batch, start_broker, Client, TestBroker};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use odradek::broker::{now_ms, Broker};
-use odradek::config::BrokerConfig;
+use kafka_protocol::protocol::StrBytes;
+use odradek::broker::now_ms;
 use odradek::log::{CleanerConfig, LogConfig};
 use odradek::partition::{Leadership, Partition, PartitionSettings, RoleChange};
 use odradek::replication::{FetcherConfig, FollowerAssignment, ReplicaFetchers};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const LEADER: i32 = 1;
 const FOLLOWER: i32 = 2;
 const WAIT: Duration = Duration::from_secs(15);
-
-struct TestBroker {
-    address: SocketAddr,
-    broker: Arc<Broker>,
-    _dir: tempfile::TempDir,
-}
-
-/// The only place that knows how to start the broker (node 1, no fsync) on a loopback port.
-async fn start_broker() -> TestBroker {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = BrokerConfig::default();
-    config.set("log.dirs", dir.path().to_str().unwrap()).unwrap();
-    config.set("log.flush.enable", "false").unwrap();
-    config.set("node.id", &LEADER.to_string()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let broker = Broker::open(config, ("127.0.0.1".into(), address.port() as i32)).await.unwrap();
-    tokio::spawn(odradek::server::serve(listener, broker.clone()));
-    TestBroker { address, broker, _dir: dir }
-}
-
-struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl Client {
-    async fn connect(address: SocketAddr) -> Client {
-        Client { stream: TcpStream::connect(address).await.unwrap(), correlation_id: 0 }
-    }
-
-    async fn call<Req: Encodable, Resp: Decodable>(&mut self, api: ApiKey, version: i16, request: &Req) -> Resp {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("replication-test")));
-        let mut body = BytesMut::new();
-        header.encode(&mut body, api.request_header_version(version)).unwrap();
-        request.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.put_slice(&body);
-        self.stream.write_all(&frame).await.unwrap();
-        let size = self.stream.read_i32().await.unwrap();
-        let mut response = vec![0u8; size as usize];
-        self.stream.read_exact(&mut response).await.unwrap();
-        let mut response = Bytes::from(response);
-        let header = ResponseHeader::decode(&mut response, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        Resp::decode(&mut response, version).unwrap()
-    }
-
-    /// Produces one batch of `values`; returns (error code, base offset).
-    async fn produce(&mut self, topic: &str, values: &[&str], acks: i16, timeout_ms: i32) -> (i16, i64) {
-        let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(record_batch(values)))])]);
-        let response: ProduceResponse = self.call(ApiKey::Produce, 9, &request).await;
-        let answer = &response.responses[0].partition_responses[0];
-        (answer.error_code, answer.base_offset)
-    }
-}
-
-fn record_batch(values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, value)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::from(value.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut out = BytesMut::new();
-    RecordBatchEncoder::encode(&mut out, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
-    out.freeze()
-}
 
 /// Creates `topic` (one partition, led by node 1) and makes node 2 a replica of it outside the ISR.
 async fn create_replicated_topic(broker: &TestBroker, client: &mut Client, topic: &str) -> Arc<Partition> {
@@ -190,7 +99,7 @@ async fn wait_identical(leader: &Partition, follower: &Partition) {
 
 #[tokio::test]
 async fn a_follower_copies_the_leader_log_and_acks_all_waits_for_it() {
-    let broker = start_broker().await;
+    let broker = start_broker(LEADER).await;
     let mut client = Client::connect(broker.address).await;
     let leader = create_replicated_topic(&broker, &mut client, "replicated").await;
     for values in [&["a", "b"][..], &["c"], &["d", "e", "f"]] {
@@ -232,7 +141,7 @@ async fn a_follower_copies_the_leader_log_and_acks_all_waits_for_it() {
 
 #[tokio::test]
 async fn a_follower_with_divergent_data_from_an_older_epoch_is_truncated_by_leader_epoch() {
-    let broker = start_broker().await;
+    let broker = start_broker(LEADER).await;
     let mut client = Client::connect(broker.address).await;
     let leader = create_replicated_topic(&broker, &mut client, "diverged").await;
     for values in [&["a"][..], &["b", "c"]] {
@@ -274,7 +183,7 @@ async fn a_follower_with_divergent_data_from_an_older_epoch_is_truncated_by_lead
 
 #[tokio::test]
 async fn clients_are_refused_by_a_follower_and_a_follower_of_the_wrong_epoch_is_fenced() {
-    let broker = start_broker().await;
+    let broker = start_broker(LEADER).await;
     let mut client = Client::connect(broker.address).await;
     let leader = create_replicated_topic(&broker, &mut client, "fenced").await;
     assert_eq!(client.produce("fenced", &["a"], 1, 5000).await.0, 0);

@@ -2,8 +2,6 @@
 //! produce/fetch round trip, long-poll wake-up and bad-frame handling, without any third-party client.
 //! (compat-tests/ runs the real clients against the real binary.)
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -11,100 +9,11 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use odradek::broker::Broker;
-use odradek::config::BrokerConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::records::RecordBatchDecoder;
+mod common;
 
-struct TestBroker {
-    address: SocketAddr,
-    _dir: tempfile::TempDir,
-    _broker: Arc<Broker>,
-}
-
-async fn start_broker() -> TestBroker {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = BrokerConfig::default();
-    config.set("log.dirs", dir.path().to_str().unwrap()).unwrap();
-    config.set("log.flush.enable", "false").unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let broker = Broker::open(config, ("127.0.0.1".into(), address.port() as i32)).await.unwrap();
-    tokio::spawn(odradek::server::serve(listener, broker.clone()));
-    TestBroker { address, _dir: dir, _broker: broker }
-}
-
-struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl Client {
-    async fn connect(address: SocketAddr) -> Client {
-        Client { stream: TcpStream::connect(address).await.unwrap(), correlation_id: 0 }
-    }
-
-    async fn send_raw(&mut self, frame: &[u8]) {
-        self.stream.write_all(frame).await.unwrap();
-    }
-
-    /// Reads one response frame; None if the broker closed the connection.
-    async fn read_frame(&mut self) -> Option<Bytes> {
-        let size = self.stream.read_i32().await.ok()?;
-        let mut body = vec![0u8; size as usize];
-        self.stream.read_exact(&mut body).await.ok()?;
-        Some(Bytes::from(body))
-    }
-
-    async fn call<Req: Encodable + HeaderVersion, Resp: Decodable + HeaderVersion>(&mut self, api: ApiKey, version: i16, request: &Req) -> Resp {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("wire-test")));
-        let mut body = BytesMut::new();
-        header.encode(&mut body, api.request_header_version(version)).unwrap();
-        request.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.put_slice(&body);
-        self.send_raw(&frame).await;
-        let mut response = self.read_frame().await.expect("broker closed the connection");
-        let header = ResponseHeader::decode(&mut response, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        Resp::decode(&mut response, version).unwrap()
-    }
-}
-
-fn record_batch(values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, value)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch unless offset - sequence is constant, and a produce request
-            // carries exactly one batch per partition; the first sequence (-1) is the batch's: none.
-            sequence: i as i32 - 1,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from(value.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut out = BytesMut::new();
-    RecordBatchEncoder::encode(&mut out, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
-    out.freeze()
-}
+use common::{record_batch, start_broker, Client};
 
 fn produce_request(topic: &str, batch: Bytes, acks: i16) -> ProduceRequest {
     ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
@@ -143,7 +52,7 @@ async fn create_by_metadata(client: &mut Client, topic: &str) -> MetadataRespons
 
 #[tokio::test]
 async fn api_versions_lists_handled_apis_and_answers_too_new_requests_in_v0() {
-    let broker = start_broker().await;
+    let broker = start_broker(1).await;
     let mut client = Client::connect(broker.address).await;
     let response: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
     assert_eq!(response.error_code, 0);
@@ -168,7 +77,7 @@ async fn api_versions_lists_handled_apis_and_answers_too_new_requests_in_v0() {
 
 #[tokio::test]
 async fn produce_then_fetch_round_trips_offsets_and_values() {
-    let broker = start_broker().await;
+    let broker = start_broker(1).await;
     let mut client = Client::connect(broker.address).await;
     let metadata = create_by_metadata(&mut client, "round-trip").await;
     assert_eq!(metadata.topics[0].error_code, 0);
@@ -194,7 +103,7 @@ async fn produce_then_fetch_round_trips_offsets_and_values() {
 
 #[tokio::test]
 async fn a_waiting_fetch_is_woken_by_an_append() {
-    let broker = start_broker().await;
+    let broker = start_broker(1).await;
     let mut producer = Client::connect(broker.address).await;
     create_by_metadata(&mut producer, "long-poll").await;
     let address = broker.address;
@@ -214,7 +123,7 @@ async fn a_waiting_fetch_is_woken_by_an_append() {
 
 #[tokio::test]
 async fn bad_frames_close_only_their_connection() {
-    let broker = start_broker().await;
+    let broker = start_broker(1).await;
     let mut bad = Client::connect(broker.address).await;
     bad.send_raw(&i32::MAX.to_be_bytes()).await;
     assert!(bad.read_frame().await.is_none(), "an oversized frame must close the connection");
@@ -230,7 +139,7 @@ async fn bad_frames_close_only_their_connection() {
 
 #[tokio::test]
 async fn corrupt_batches_get_corrupt_message_and_nothing_is_appended() {
-    let broker = start_broker().await;
+    let broker = start_broker(1).await;
     let mut client = Client::connect(broker.address).await;
     create_by_metadata(&mut client, "corrupt").await;
     let mut batch = record_batch(&["x", "y"]).to_vec();
