@@ -375,8 +375,11 @@ impl Broker {
                 partition_epoch: change.partition_epoch,
                 new_isr: change.new_isr.clone(),
             };
-            match self.execute(command).await {
-                Ok(_) => tracing::info!(topic = %partition.topic, partition = partition.index, isr = ?change.new_isr, "ISR changed"),
+            // Bounded, so a controller that stopped answering does not hold up the other partitions' changes; a
+            // repeated proposal is harmless (the controller refuses a stale partition epoch).
+            let outcome = self.controller.execute_within(command, ISR_PROPOSAL_TIMEOUT).await;
+            match outcome.and_then(|_| self.reconcile()) {
+                Ok(()) => tracing::info!(topic = %partition.topic, partition = partition.index, isr = ?change.new_isr, "ISR changed"),
                 Err(e) => tracing::debug!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change refused"),
             }
         }
@@ -411,6 +414,8 @@ fn leadership_of(placement: &PartitionImage) -> Leadership {
     }
 }
 
+/// Longest wait for the controller to take one ISR change.
+const ISR_PROPOSAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often leaders look for ISR changes to propose.
 const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 

@@ -32,9 +32,10 @@ use openraft::Raft;
 /// How long a command may take end to end (finding the leader, forwarding, committing, applying here).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for one forwarded command's answer. A leader that stopped (SIGSTOP, isolation) accepts the
-/// connection but never answers; after this the command is retried with whoever leads by then, so a broker's
-/// heartbeats reach a new controller well within a session.
-const FORWARD_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// connection but never answers; after this the command is retried with whoever leads by then. Long enough
+/// that a slow but working commit is not sent twice (a retried CreateTopics would answer TOPIC_ALREADY_EXISTS);
+/// heartbeats, which must reach a new controller within a session, are bounded by their caller instead.
+const FORWARD_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest pause between two attempts of a command while the leader is unknown or changing.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How often the leader looks for brokers whose session expired.
