@@ -119,17 +119,20 @@ fn isr_change_shrinks_and_expands_once_per_partition_epoch_and_second() {
     assert_eq!(follower.isr_change(100_000, 10_000), None);
 }
 
+/// An acks=all wait for `outcome`, running while the test changes the partition (30 s deadline).
+fn wait_in_background(p: &Arc<Partition>, outcome: AppendOutcome) -> tokio::task::JoinHandle<Result<(), PartitionError>> {
+    let p = p.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    tokio::spawn(async move { p.wait_for_replication(outcome.last_offset + 1, outcome.leader_epoch, deadline).await })
+}
+
 #[tokio::test]
 async fn acks_all_waits_for_the_isr() {
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(open(&dir, 1, leadership(1, 0, 0, &[1, 2]), 2));
     let outcome = p.append(batch(2), -1, 0).unwrap();
     let end = outcome.last_offset + 1;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let waiter = tokio::spawn({
-        let p = p.clone();
-        async move { p.wait_for_replication(end, outcome.leader_epoch, deadline).await }
-    });
+    let waiter = wait_in_background(&p, outcome);
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(!waiter.is_finished(), "the follower has not fetched yet");
     p.record_follower_fetch(2, end, 0, 10).unwrap();
@@ -141,11 +144,7 @@ async fn acks_all_fails_with_not_enough_replicas_after_append_when_the_isr_shrin
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(open(&dir, 1, leadership(1, 0, 0, &[1, 2]), 2));
     let outcome = p.append(batch(1), -1, 0).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let waiter = tokio::spawn({
-        let p = p.clone();
-        async move { p.wait_for_replication(outcome.last_offset + 1, outcome.leader_epoch, deadline).await }
-    });
+    let waiter = wait_in_background(&p, outcome);
     tokio::time::sleep(Duration::from_millis(20)).await;
     p.apply_leadership(leadership(1, 0, 1, &[1]), 10).unwrap();
     let result = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
@@ -160,11 +159,7 @@ async fn acks_all_fails_with_not_leader_when_leadership_moves() {
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(open(&dir, 1, leadership(1, 0, 0, &[1, 2]), 1));
     let outcome = p.append(batch(1), -1, 0).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let waiter = tokio::spawn({
-        let p = p.clone();
-        async move { p.wait_for_replication(outcome.last_offset + 1, outcome.leader_epoch, deadline).await }
-    });
+    let waiter = wait_in_background(&p, outcome);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let change = p.apply_leadership(leadership(2, 1, 1, &[1, 2]), 10).unwrap();
     assert_eq!(change, RoleChange::BecameFollower { leader: 2, leader_epoch: 1 });
