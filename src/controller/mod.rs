@@ -457,6 +457,14 @@ pub fn read_legacy_metadata_log(dir: &Path) -> std::io::Result<Vec<MetadataRecor
 /// The single-node metadata log's file name (renamed once migrated).
 pub const LEGACY_METADATA_LOG: &str = "metadata.log";
 
+/// Renames the legacy log out of the way once its records are in the quorum.
+pub fn retire_legacy_metadata_log(dir: &Path) -> std::io::Result<()> {
+    match std::fs::rename(dir.join(LEGACY_METADATA_LOG), dir.join(format!("{LEGACY_METADATA_LOG}.migrated"))) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 pub fn metadata_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("__cluster_metadata-0")
 }

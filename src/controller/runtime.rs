@@ -10,7 +10,7 @@
 //!   broker's clock afresh.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,6 +57,8 @@ struct Shared {
     shut_down: Mutex<HashSet<(i32, uuid::Uuid)>>,
     /// Legacy single-node records to propose into an empty quorum once.
     legacy_records: Mutex<Option<Vec<MetadataRecord>>>,
+    /// Where the legacy log lives, to retire it once migrated.
+    metadata_dir: PathBuf,
     /// The cluster id this node proposes if it is the first leader (from its meta.properties).
     bootstrap_cluster_id: String,
 }
@@ -95,6 +97,7 @@ impl Controller {
             heartbeats: Mutex::new(HashMap::new()),
             shut_down: Mutex::new(HashSet::new()),
             legacy_records: Mutex::new((!legacy.is_empty()).then_some(legacy)),
+            metadata_dir: metadata_dir.to_path_buf(),
             bootstrap_cluster_id,
         });
         let hook_shared = shared.clone();
@@ -256,12 +259,16 @@ impl Shared {
     /// What a leader writes before anything else, once: the cluster id, and the records of a data directory
     /// from before the quorum (its single-node metadata log). Called with the plan lock held.
     async fn bootstrap(&self) -> Result<(), ControllerError> {
-        let pending = self.legacy_records.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let pending = self.legacy_records.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(records) = pending {
             if self.image().topics.is_empty() {
                 tracing::info!(records = records.len(), "moving the single-node metadata log into the controller quorum");
                 propose_locally(&self.raft, records).await.map_err(|e| ControllerError::NotController(e.to_string()))?;
             }
+            // Migrated (or the quorum has its own topics): the file must never be replayed again, or topics
+            // deleted since would come back after a restart.
+            super::retire_legacy_metadata_log(&self.metadata_dir)?;
+            *self.legacy_records.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         if self.image().cluster_id.is_none() {
             let record = MetadataRecord::ClusterId { id: self.bootstrap_cluster_id.clone() };
@@ -473,6 +480,51 @@ mod tests {
         // Another process of the node is refused until it registers.
         let stranger = Command::BrokerHeartbeat { broker: 1, incarnation: Uuid::from_u128(2), want_shutdown: false };
         assert!(matches!(controller.execute(stranger).await, Err(ControllerError::StaleBrokerEpoch(1))));
+        controller.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_legacy_metadata_log_is_moved_into_the_quorum_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic_id = Uuid::from_u128(5);
+        let legacy = [
+            MetadataRecord::Topic { name: "old".into(), topic_id },
+            MetadataRecord::Partition {
+                topic_id,
+                partition: 0,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                adding: vec![],
+                removing: vec![],
+            },
+        ];
+        let mut bytes = Vec::new();
+        for record in &legacy {
+            let payload = record.encode();
+            bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+            bytes.extend_from_slice(&payload);
+        }
+        std::fs::write(dir.path().join(crate::controller::LEGACY_METADATA_LOG), bytes).unwrap();
+        let voters = || BTreeMap::from([(1u64, "127.0.0.1:0".to_string())]);
+        let start = || Controller::start(1, dir.path(), None, voters(), BrokerConfig::default(), QuorumOptions::default(), "c".into());
+
+        let controller = start().await.unwrap();
+        let register = Command::RegisterBroker { broker: 1, incarnation: Uuid::from_u128(1), host: "h".into(), port: 9092, rack: None };
+        controller.execute(register).await.unwrap();
+        assert!(controller.image().topic("old").is_some());
+        assert!(!dir.path().join(crate::controller::LEGACY_METADATA_LOG).exists(), "the legacy log is retired");
+        controller.execute(Command::DeleteTopic(crate::controller::TopicRef::Name("old".into()))).await.unwrap();
+        controller.shutdown().await;
+
+        // After a restart the deleted topic stays deleted.
+        let controller = start().await.unwrap();
+        let register = Command::RegisterBroker { broker: 1, incarnation: Uuid::from_u128(2), host: "h".into(), port: 9092, rack: None };
+        controller.execute(register).await.unwrap();
+        assert!(controller.image().topic("old").is_none());
         controller.shutdown().await;
     }
 }
