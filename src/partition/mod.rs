@@ -15,6 +15,7 @@
 
 pub mod leader_state;
 pub mod producer_state;
+pub mod txn;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +27,7 @@ use uuid::Uuid;
 use crate::log::{batch, BatchHeader, CleanerConfig, EpochEntry, Log, LogConfig, LogError};
 use leader_state::LeaderState;
 pub use leader_state::IsrChange;
+pub use txn::{AbortedTxn, TxnMarker};
 use producer_state::{ProducerStateTable, SequenceCheck, SequenceError};
 
 #[derive(thiserror::Error, Debug)]
