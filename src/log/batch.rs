@@ -572,6 +572,55 @@ impl BatchBuilder {
     }
 }
 
+/// The control record types of Kafka's `ControlRecordType`.
+const CONTROL_TYPE_ABORT: i16 = 0;
+const CONTROL_TYPE_COMMIT: i16 = 1;
+
+/// What a transaction marker's control record says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControlRecord {
+    /// true: COMMIT; false: ABORT.
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+/// Builds the control batch of a transaction marker as Kafka writes it: transactional and control attributes,
+/// the producer's id and epoch, no sequence, one record whose key is (version 0, type) and whose value is
+/// (version 0, coordinator epoch).
+pub fn control_batch(producer_id: i64, producer_epoch: i16, control: ControlRecord, timestamp_ms: i64) -> Result<Vec<u8>, LogError> {
+    let kind = if control.commit { CONTROL_TYPE_COMMIT } else { CONTROL_TYPE_ABORT };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&kind.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&control.coordinator_epoch.to_be_bytes());
+    let builder = BatchBuilder { transactional: true, control: true, ..BatchBuilder::new().producer(producer_id, producer_epoch, -1) };
+    builder.build(&[NewRecord { timestamp_ms, key: Some(&key), value: Some(&value), headers: &[] }])
+}
+
+/// Reads the marker of a framed control batch. None for control types other than COMMIT and ABORT (Kafka has
+/// others, e.g. KRaft's, which transactions ignore); an error for a record too short to hold a key.
+pub fn parse_control_batch(batch: &[u8]) -> Result<Option<ControlRecord>, LogError> {
+    let records = decode_records(batch)?;
+    let Some(record) = records.first() else { return Ok(None) };
+    let key = record.key.as_deref().unwrap_or_default();
+    if key.len() < 4 {
+        return Err(corrupt(format!("control record key of {} bytes", key.len())));
+    }
+    let commit = match i16::from_be_bytes([key[2], key[3]]) {
+        CONTROL_TYPE_ABORT => false,
+        CONTROL_TYPE_COMMIT => true,
+        _ => return Ok(None),
+    };
+    // The value may be missing in batches written by very old brokers; the coordinator epoch is then unknown.
+    let coordinator_epoch = match record.value.as_deref() {
+        Some(value) if value.len() >= 6 => i32::from_be_bytes([value[2], value[3], value[4], value[5]]),
+        _ => -1,
+    };
+    Ok(Some(ControlRecord { commit, coordinator_epoch }))
+}
+
 #[cfg(test)]
 #[path = "batch_tests.rs"]
 mod tests;

@@ -324,3 +324,16 @@ proptest! {
         let _ = decode_records(&batch);
     }
 }
+
+#[test]
+fn control_batches_round_trip_and_validate() {
+    for commit in [true, false] {
+        let control = ControlRecord { commit, coordinator_epoch: 7 };
+        let bytes = control_batch(42, 3, control, 1_000).expect("build");
+        let header = BatchHeader::parse(&bytes).expect("header");
+        assert!(header.is_control() && header.is_transactional());
+        assert_eq!((header.producer_id, header.producer_epoch, header.base_sequence), (42, 3, -1));
+        assert_eq!(parse_control_batch(&bytes).expect("parse"), Some(control));
+        validate_record_set(&bytes, 1 << 20, false).expect("a control batch is a valid record set");
+    }
+}
