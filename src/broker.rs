@@ -24,6 +24,8 @@ use crate::group::runtime::{group_config, GroupCoordinator, OFFSETS_TOPIC};
 use crate::partition::{Leadership, Partition, PartitionSettings};
 use crate::protocol::errors::KafkaCode;
 use crate::replication::fetcher::{FetcherConfig, FollowerAssignment, ReplicaFetchers};
+use crate::txn::runtime::{txn_config, TxnCoordinator};
+use crate::txn::TRANSACTION_STATE_TOPIC;
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -43,6 +45,8 @@ pub struct Broker {
     pub controller: Controller,
     /// The group coordinator: one task per led `__consumer_offsets` partition, started lazily.
     pub groups: GroupCoordinator,
+    /// The transaction coordinator: one task per led `__transaction_state` partition.
+    pub txns: TxnCoordinator,
     /// Hosted partitions by topic id and partition index.
     partitions: RwLock<HashMap<Uuid, BTreeMap<i32, Arc<Partition>>>>,
     /// Serialises reconciliation so two image changes never open the same partition twice.
@@ -74,9 +78,11 @@ impl Broker {
             .with_context(|| format!("starting the controller in {}", data_dir.display()))?;
         let rack = Some(config.get("broker.rack").to_string()).filter(|r| !r.is_empty());
         let groups = GroupCoordinator::new(group_config(&config));
+        let txns = TxnCoordinator::new(txn_config(&config));
         let fetchers = ReplicaFetchers::new(node_id, FetcherConfig::from_broker_config(&config));
         let broker = Arc::new(Broker {
             groups,
+            txns,
             config,
             node_id,
             incarnation: Uuid::new_v4(),
@@ -334,6 +340,12 @@ impl Broker {
                 .and_then(|t| t.partitions.get(index as usize))
                 .is_some_and(|p| p.leader == self.node_id)
         });
+        self.txns.retain_led_shards(|index| {
+            image
+                .topic(TRANSACTION_STATE_TOPIC)
+                .and_then(|t| t.partitions.get(index as usize))
+                .is_some_and(|p| p.leader == self.node_id)
+        });
         Ok(())
     }
 
@@ -476,6 +488,8 @@ async fn follow_metadata(broker: Weak<Broker>, mut images: watch::Receiver<Arc<M
         if let Err(e) = broker.reconcile() {
             tracing::error!(error = %e, "applying a metadata change failed");
         }
+        // A transaction coordinator that just took over must finish the transactions it finds prepared.
+        broker.txns.start_led_shards(&broker);
     }
 }
 

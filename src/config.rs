@@ -118,6 +118,14 @@ pub static BROKER_PROPERTIES: &[Property] = &[
     at_least(prop("offsets.topic.num.partitions", Int, "50", "Partitions of __consumer_offsets, created at the first group request."), 1),
     at_least(prop("offsets.topic.replication.factor", Int, "3", "Replication factor of __consumer_offsets, capped at the cluster size (voters or registered brokers); created only once that many brokers are alive."), 1),
     at_least(prop("offsets.topic.segment.bytes", Int, "104857600", "Segment size of __consumer_offsets, in bytes."), 14),
+    at_least(prop("transaction.state.log.num.partitions", Int, "50", "Partitions of __transaction_state, created at the first transactional request."), 1),
+    at_least(prop("transaction.state.log.replication.factor", Int, "3", "Replication factor of __transaction_state, capped at the cluster size; created only once that many brokers are alive."), 1),
+    at_least(prop("transaction.state.log.min.isr", Int, "2", "min.insync.replicas of __transaction_state (capped at its replication factor)."), 1),
+    at_least(prop("transaction.state.log.segment.bytes", Int, "104857600", "Segment size of __transaction_state, in bytes."), 14),
+    at_least(prop("transaction.max.timeout.ms", Int, "900000", "Largest transaction.timeout.ms a producer may ask for, in milliseconds."), 1),
+    at_least(prop("transactional.id.expiration.ms", Int, "604800000", "Forget a transactional id without a transaction for this long, in milliseconds."), 1),
+    at_least(prop("transaction.abort.timed.out.transaction.cleanup.interval.ms", Int, "10000", "How often the coordinator aborts transactions past their timeout, in milliseconds."), 1),
+    at_least(prop("transaction.remove.expired.transaction.cleanup.interval.ms", Int, "3600000", "How often the coordinator forgets expired transactional ids, in milliseconds."), 1),
     at_least(prop("offsets.retention.minutes", Int, "10080", "Keep the committed offsets of an empty group this long, in minutes (not enforced yet)."), 1),
 ];
 

@@ -4,7 +4,7 @@
 //! allocating) → [`protocol`] decodes the header and, via the table in [`handlers`], the body with the
 //! kafka-protocol crate → one handler per API (`handlers/<api>.rs`) works on the owners of state:
 //! [`partition`] (a log plus leader epoch, high watermark, ISR and idempotent-producer state) and
-//! [`controller`] (the metadata log and image) → [`log`] (segments, indexes, recovery on disk) → the handler's
+//! [`controller`] (the metadata log and image), the coordinators [`group`] and [`txn`] → [`log`] (segments, indexes, recovery on disk) → the handler's
 //! response is encoded and written back in request order.
 //!
 //! [`broker`] ties identity, controller and hosted partitions together; [`config`] holds every setting under
@@ -21,3 +21,4 @@ pub mod partition;
 pub mod protocol;
 pub mod replication;
 pub mod server;
+pub mod txn;

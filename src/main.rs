@@ -133,6 +133,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         "odradek is ready"
     );
     broker.groups.start_if_present(&broker).await;
+    broker.txns.start_led_shards(&broker);
     spawn_housekeeping(broker.clone());
     let mut server = tokio::spawn(odradek::server::serve(listener, broker.clone()));
     tokio::select! {

@@ -1,6 +1,7 @@
-//! FindCoordinator: the coordinator of a group is the leader of its `__consumer_offsets` partition, looked up
-//! in the metadata image (COORDINATOR_NOT_AVAILABLE while that partition has no leader). The topic is created on the first request, as Kafka does. Transaction keys
-//! answer COORDINATOR_NOT_AVAILABLE until a transaction coordinator exists. v4+ batches keys.
+//! FindCoordinator: the coordinator of a group is the leader of its `__consumer_offsets` partition, that of a
+//! transactional id the leader of its `__transaction_state` partition, looked up in the metadata image
+//! (COORDINATOR_NOT_AVAILABLE while that partition has no leader). The topics are created on the first
+//! request, as Kafka does. v4+ batches keys.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestHeader};
@@ -10,6 +11,7 @@ use kafka_protocol::ResponseError;
 use super::RequestContext;
 use crate::group::runtime::OFFSETS_TOPIC;
 use crate::protocol::errors::KafkaCode;
+use crate::txn::TRANSACTION_STATE_TOPIC;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
 
@@ -49,21 +51,23 @@ async fn find(ctx: &RequestContext, key_type: i8, key: StrBytes) -> Coordinator 
             .with_error_code(code.code())
             .with_error_message(Some(StrBytes::from_string(code.to_string())))
     };
-    match key_type {
-        GROUP => {}
-        TRANSACTION => return error(ResponseError::CoordinatorNotAvailable),
+    let located = match key_type {
+        GROUP => broker.groups.partition_for(broker, key.as_str()).await.map(|index| (OFFSETS_TOPIC, index)).map_err(|e| (e.kafka_code(), e.to_string())),
+        TRANSACTION => {
+            broker.txns.partition_for(broker, key.as_str()).await.map(|index| (TRANSACTION_STATE_TOPIC, index)).map_err(|e| (e.kafka_code(), e.to_string()))
+        }
         _ => return error(ResponseError::InvalidRequest),
-    }
-    let index = match broker.groups.partition_for(broker, key.as_str()).await {
-        Ok(index) => index,
-        Err(e) => {
-            let mut answer = error(e.kafka_code());
-            answer.error_message = Some(StrBytes::from_string(e.to_string()));
+    };
+    let (topic, index) = match located {
+        Ok(found) => found,
+        Err((code, message)) => {
+            let mut answer = error(code);
+            answer.error_message = Some(StrBytes::from_string(message));
             return answer;
         }
     };
     let image = broker.image();
-    let leader = image.topic(OFFSETS_TOPIC).and_then(|t| t.partitions.get(index as usize)).map(|p| p.leader);
+    let leader = image.topic(topic).and_then(|t| t.partitions.get(index as usize)).map(|p| p.leader);
     let Some(coordinator) = leader.and_then(|leader| image.broker(leader)).filter(|b| !b.fenced) else {
         return error(ResponseError::CoordinatorNotAvailable);
     };

@@ -34,6 +34,12 @@ pub mod delete_groups;
 pub mod offset_delete;
 pub mod consumer_group_heartbeat;
 pub mod consumer_group_describe;
+pub mod add_partitions_to_txn;
+pub mod add_offsets_to_txn;
+pub mod end_txn;
+pub mod write_txn_markers;
+pub mod describe_transactions;
+pub mod list_transactions;
 mod groups_common;
 
 use std::future::Future;
@@ -108,6 +114,12 @@ api_table! {
     OffsetDelete => offset_delete(OffsetDeleteRequest),
     ConsumerGroupHeartbeat => consumer_group_heartbeat(ConsumerGroupHeartbeatRequest),
     ConsumerGroupDescribe => consumer_group_describe(ConsumerGroupDescribeRequest),
+    AddPartitionsToTxn => add_partitions_to_txn(AddPartitionsToTxnRequest),
+    AddOffsetsToTxn => add_offsets_to_txn(AddOffsetsToTxnRequest),
+    EndTxn => end_txn(EndTxnRequest),
+    WriteTxnMarkers => write_txn_markers(WriteTxnMarkersRequest),
+    DescribeTransactions => describe_transactions(DescribeTransactionsRequest),
+    ListTransactions => list_transactions(ListTransactionsRequest),
 }
 
 /// A response still being produced: the handler ran in request order, but the response may wait for
@@ -142,6 +154,8 @@ always_replies!(
     FindCoordinatorResponse, JoinGroupResponse, SyncGroupResponse, HeartbeatResponse, LeaveGroupResponse,
     OffsetCommitResponse, OffsetFetchResponse, DescribeGroupsResponse, ListGroupsResponse, DeleteGroupsResponse,
     OffsetDeleteResponse, ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse,
+    AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, WriteTxnMarkersResponse,
+    DescribeTransactionsResponse, ListTransactionsResponse,
 );
 
 pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {

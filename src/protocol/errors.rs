@@ -11,6 +11,7 @@ use crate::group::runtime::CoordinatorError;
 use crate::log::LogError;
 use crate::partition::producer_state::SequenceError;
 use crate::partition::PartitionError;
+use crate::txn::TxnError;
 
 pub trait KafkaCode {
     fn kafka_code(&self) -> ResponseError;
@@ -29,6 +30,22 @@ impl KafkaCode for LogError {
             LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
             LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
             LogError::Io(_) => ResponseError::KafkaStorageError,
+        }
+    }
+}
+
+impl KafkaCode for TxnError {
+    fn kafka_code(&self) -> ResponseError {
+        match self {
+            TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+            TxnError::ProducerFenced => ResponseError::ProducerFenced,
+            TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+            TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
+            TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+            TxnError::NotCoordinator => ResponseError::NotCoordinator,
+            TxnError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+            TxnError::NotAvailable => ResponseError::CoordinatorNotAvailable,
+            TxnError::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
         }
     }
 }
