@@ -23,11 +23,19 @@ pub struct TestBroker {
 
 /// A single-node broker `node_id` (no fsync) in a temporary directory, serving a loopback port.
 pub async fn start_broker(node_id: i32) -> TestBroker {
+    start_broker_with(node_id, &[]).await
+}
+
+/// As [`start_broker`], with broker properties set.
+pub async fn start_broker_with(node_id: i32, properties: &[(&str, &str)]) -> TestBroker {
     let dir = tempfile::tempdir().unwrap();
     let mut config = BrokerConfig::default();
     config.set("log.dirs", dir.path().to_str().unwrap()).unwrap();
     config.set("log.flush.enable", "false").unwrap();
     config.set("node.id", &node_id.to_string()).unwrap();
+    for (name, value) in properties {
+        config.set(name, value).unwrap();
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let broker = Broker::open(config, ("127.0.0.1".into(), address.port() as i32)).await.unwrap();
