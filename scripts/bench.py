@@ -281,11 +281,59 @@ def produce_latency_ms(bootstrap: str, topic: str, rate: int, seconds: float, re
     return latencies
 
 
+@dataclass
+class TransactionRun:
+    transactions: int
+    records: int
+    payload_bytes: int
+    seconds: float
+    commit_ms: list[float]  # sorted
+
+    @property
+    def transactions_s(self) -> float:
+        return self.transactions / self.seconds
+
+    @property
+    def mb_s(self) -> float:
+        return self.payload_bytes / self.seconds / MB
+
+
+def transactions_throughput(bootstrap: str, topic: str, transactions: int, records_per_transaction: int,
+                            record_bytes: int) -> TransactionRun:
+    """One transactional producer (confluent-kafka) runs `transactions`
+    back-to-back transactions of `records_per_transaction` records each; a
+    commit's latency is commit_transaction()'s duration (flush, EndTxn, and
+    the wait for the previous transaction's markers)."""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "transactional.id": f"odradek-bench-{os.getpid()}-{time.time_ns()}",
+            "linger.ms": 5,
+            "compression.type": "none",
+        }
+    )
+    producer.init_transactions(30)
+    payload = os.urandom(record_bytes)
+    commit_ms = []
+    started = time.perf_counter()
+    for _ in range(transactions):
+        producer.begin_transaction()
+        for _ in range(records_per_transaction):
+            producer.produce(topic, payload)
+        committing = time.perf_counter()
+        producer.commit_transaction(60)
+        commit_ms.append((time.perf_counter() - committing) * 1000)
+    elapsed = time.perf_counter() - started
+    records = transactions * records_per_transaction
+    return TransactionRun(transactions, records, records * record_bytes, elapsed, sorted(commit_ms))
+
+
 def consume_throughput(bootstrap: str, topic: str, partitions: int, records: int) -> Throughput:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": "odradek-bench",  # required by the wrapper; nothing is committed
+            "isolation.level": "read_committed",  # librdkafka's default, spelled out: reads stop at the LSO
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             "fetch.max.bytes": 64 * MIB,
@@ -854,6 +902,24 @@ def run_cluster(args: argparse.Namespace, perf: RdkafkaPerformance | None, clien
         ))
         rows.append(("CPU during consume", consume_cpu.describe(), "", ""))
 
+        log(f"transactions: {args.transactions} x {args.records_per_transaction} records, then read_committed")
+        txn_topic = f"bench-transactions-{suffix}"
+        create_topic(bootstrap, txn_topic, 1)
+        txns = transactions_throughput(bootstrap, txn_topic, args.transactions, args.records_per_transaction,
+                                       args.record_bytes)
+        rows.append((
+            f"transactions of {args.records_per_transaction} x {args.record_bytes} B, one producer (confluent-kafka)",
+            f"{txns.transactions_s:.0f} txn/s, {txns.mb_s:.0f} MB/s; commit p50 / p99 "
+            + " / ".join(f"{percentile(txns.commit_ms, q):.2f}" for q in (0.50, 0.99)) + " ms",
+            "", "",
+        ))
+        committed = consume_throughput(bootstrap, txn_topic, 1, txns.records)
+        rows.append((
+            "read_committed consume of those transactions (confluent-kafka)",
+            f"{committed.mb_s:.0f} MB/s, {committed.records_s:,.0f} rec/s",
+            "", "",
+        ))
+
         after = cluster_metadata(addresses, [throughput_topic]).topics.get(throughput_topic)
         rows.append(("throughput topic (idempotent run) after the runs",
                      describe_partitions(after) if after else "absent", "", ""))
@@ -939,6 +1005,8 @@ def main() -> int:
                              "the cluster runs")
     parser.add_argument("--latency-rate", type=int, default=1000, help="records/s for the latency run")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--transactions", type=int, default=300, help="transactions for the transaction run")
+    parser.add_argument("--records-per-transaction", type=int, default=100)
     parser.add_argument("--group-runs", type=int, default=3, help="new groups timed for the first assignment")
     parser.add_argument("--starts", type=int, default=10, help="starts averaged for start-to-ready")
     parser.add_argument("--loopback-mib", type=int, default=1024, help="MiB per loopback-to-file run")
