@@ -96,11 +96,6 @@ impl GroupCoordinator {
         GroupCoordinator { config, shards: Mutex::new(HashMap::new()) }
     }
 
-    /// TEMP stub until the group side lands.
-    pub async fn write_marker(&self, _broker: &Arc<Broker>, _partition_index: i32, _marker: crate::partition::TxnMarker) -> Result<(), i16> {
-        Err(kafka_protocol::ResponseError::NotLeaderOrFollower.code())
-    }
-
     /// Partitions of `__consumer_offsets`, creating it if needed.
     pub async fn ensure_topic(&self, broker: &Arc<Broker>) -> Result<i32, CoordinatorError> {
         if let Some(topic) = broker.image().topic(OFFSETS_TOPIC) {

@@ -618,11 +618,6 @@ impl Partition {
         Ok(outcome)
     }
 
-    /// TEMP stub until the partition side lands.
-    pub fn append_marker(&self, _marker: &TxnMarker, _now_ms: i64) -> Result<AppendOutcome, PartitionError> {
-        Err(PartitionError::MissingRecords)
-    }
-
     /// Waits until every offset below `end_offset` is fsynced. Concurrent callers share one fsync.
     pub async fn flush_to(&self, end_offset: i64) -> Result<(), PartitionError> {
         if self.lock().log.flushed_offset() >= end_offset {
