@@ -10,6 +10,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod elect_leaders;
 pub mod alter_partition_reassignments;
 pub mod list_partition_reassignments;
@@ -108,6 +109,7 @@ api_table! {
     OffsetDelete => offset_delete(OffsetDeleteRequest),
     ConsumerGroupHeartbeat => consumer_group_heartbeat(ConsumerGroupHeartbeatRequest),
     ConsumerGroupDescribe => consumer_group_describe(ConsumerGroupDescribeRequest),
+    DescribeProducers => describe_producers(DescribeProducersRequest),
 }
 
 /// A response still being produced: the handler ran in request order, but the response may wait for
@@ -142,6 +144,7 @@ always_replies!(
     FindCoordinatorResponse, JoinGroupResponse, SyncGroupResponse, HeartbeatResponse, LeaveGroupResponse,
     OffsetCommitResponse, OffsetFetchResponse, DescribeGroupsResponse, ListGroupsResponse, DeleteGroupsResponse,
     OffsetDeleteResponse, ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse,
+    DescribeProducersResponse,
 );
 
 pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {
