@@ -168,9 +168,10 @@ impl ProducerStateTable {
         None
     }
 
-    /// Checks a transaction marker the leader is about to write: its producer epoch must not be older than
-    /// the producer's. The coordinator epoch is checked by the caller against [`Self::coordinator_epoch`].
-    pub fn check_marker_epoch(&self, producer_id: i64, producer_epoch: i16) -> Result<(), SequenceError> {
+    /// Checks only the producer epoch (not older than the producer's), for writes without a sequence:
+    /// transaction markers and the group coordinator's transactional batches. A marker's coordinator epoch is
+    /// checked by the caller against [`Self::coordinator_epoch`].
+    pub fn check_epoch(&self, producer_id: i64, producer_epoch: i16) -> Result<(), SequenceError> {
         match self.producers.get(&producer_id) {
             Some(entry) if producer_epoch < entry.epoch => {
                 Err(SequenceError::InvalidProducerEpoch { producer_id, epoch: producer_epoch, current: entry.epoch })
@@ -323,16 +324,16 @@ mod tests {
     fn a_marker_with_a_newer_epoch_fences_the_old_one_and_restarts_sequences() {
         let mut table = ProducerStateTable::default();
         table.record(&transactional(7, 0, 0, 3), 0, 1);
-        assert_eq!(table.check_marker_epoch(7, 0), Ok(()));
+        assert_eq!(table.check_epoch(7, 0), Ok(()));
         table.record_marker(7, 1, 0, 10, 2);
-        assert_eq!(table.check_marker_epoch(7, 0), Err(SequenceError::InvalidProducerEpoch { producer_id: 7, epoch: 0, current: 1 }));
+        assert_eq!(table.check_epoch(7, 0), Err(SequenceError::InvalidProducerEpoch { producer_id: 7, epoch: 0, current: 1 }));
         assert!(matches!(table.check(&transactional(7, 0, 3, 1)), Err(SequenceError::InvalidProducerEpoch { .. })));
         assert_eq!(table.check(&transactional(7, 1, 0, 1)), Ok(SequenceCheck::Append));
         assert!(matches!(table.check(&transactional(7, 1, 3, 1)), Err(SequenceError::OutOfOrderSequence { expected: 0, .. })));
         // An older marker epoch (a follower replays what its leader accepted) does not lower the epoch.
         table.record_marker(7, 0, 0, 11, 3);
         assert_eq!(table.snapshot()[0].producer_epoch, 1);
-        assert_eq!(table.check_marker_epoch(8, 0), Ok(()), "unknown producers are not fenced");
+        assert_eq!(table.check_epoch(8, 0), Ok(()), "unknown producers are not fenced");
     }
 
     #[test]

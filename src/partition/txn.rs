@@ -80,7 +80,14 @@ impl TxnState {
         if !header.has_producer_id() {
             return Ok(SequenceCheck::Append);
         }
-        let check = if header.base_sequence >= 0 { self.producers.check(header)? } else { SequenceCheck::Append };
+        let check = if header.base_sequence >= 0 {
+            self.producers.check(header)?
+        } else {
+            // No sequence (a transactional batch of the group coordinator): nothing to de-duplicate, but a
+            // fenced epoch is refused all the same.
+            self.producers.check_epoch(header.producer_id, header.producer_epoch)?;
+            SequenceCheck::Append
+        };
         if check == SequenceCheck::Append && !header.is_transactional() && self.producers.open_transaction(header.producer_id).is_some() {
             return Err(PartitionError::InvalidTxnState { producer_id: header.producer_id });
         }
@@ -90,7 +97,7 @@ impl TxnState {
     /// Checks a marker the leader is about to write: not from an older producer epoch (INVALID_PRODUCER_EPOCH),
     /// not from an older coordinator (TRANSACTION_COORDINATOR_FENCED).
     pub fn check_marker(&self, marker: &TxnMarker) -> Result<(), PartitionError> {
-        self.producers.check_marker_epoch(marker.producer_id, marker.producer_epoch)?;
+        self.producers.check_epoch(marker.producer_id, marker.producer_epoch)?;
         let current = self.producers.coordinator_epoch(marker.producer_id);
         if marker.coordinator_epoch < current {
             return Err(PartitionError::CoordinatorFenced {
