@@ -49,3 +49,26 @@ fn wire_producer(producer: &ProducerSnapshot) -> ProducerState {
         .with_coordinator_epoch(producer.coordinator_epoch)
         .with_current_txn_start_offset(producer.current_txn_start_offset)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_producer_is_described_field_for_field() {
+        let snapshot = ProducerSnapshot {
+            producer_id: 7,
+            producer_epoch: i16::MAX,
+            last_sequence: 41,
+            last_timestamp_ms: 1_700,
+            coordinator_epoch: 3,
+            current_txn_start_offset: -1,
+        };
+        let wire = wire_producer(&snapshot);
+        assert_eq!(wire.producer_id, ProducerId(7));
+        assert_eq!(
+            (wire.producer_epoch, wire.last_sequence, wire.last_timestamp, wire.coordinator_epoch, wire.current_txn_start_offset),
+            (32_767, 41, 1_700, 3, -1)
+        );
+    }
+}
