@@ -12,6 +12,10 @@
 //! ([`crate::replication`]) copies from the leader, offsets and epochs as they are, with HW = min(leader HW,
 //! own LEO). The broker feeds every metadata change to [`Partition::apply_leadership`]; ISR changes are
 //! proposed by [`Partition::isr_change`] and take effect only when the controller's new leadership comes back.
+//!
+//! Transactions (KIP-98, [`txn::TxnState`]): producer state, open transactions, the last stable offset and the
+//! aborted-transaction index are all derived from the log, batch by batch, on every path (leader appends and
+//! [`Partition::append_marker`], a follower's replicated bytes, the scan on open and after truncation).
 
 pub mod leader_state;
 pub mod producer_state;
