@@ -2,6 +2,9 @@
 //! available, park until an append wakes us (or max_wait_ms passes). Waiting is event-driven: each partition
 //! holds this request's `Notify` until its next high-watermark advance; nothing polls.
 //!
+//! read_committed consumers read up to the last stable offset instead and get the aborted transactions
+//! overlapping what they read (an empty list when none; null for read_uncommitted, as Kafka answers).
+//!
 //! Two kinds of fetchers, told apart by replica_id (a body field before v15, `replica_state` in v15):
 //! consumers (-1) read up to the HW and are woken by HW advances; followers (their broker id) first record
 //! their position with the leader (`record_follower_fetch`, which may advance the HW), then read up to the log
@@ -14,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestHeader};
 use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::ResponseError;
@@ -22,7 +25,7 @@ use tokio::sync::Notify;
 
 use super::RequestContext;
 use crate::broker::now_ms;
-use crate::partition::{FetchedData, Isolation, Partition, PartitionError};
+use crate::partition::{AbortedTxn, FetchedData, Isolation, Partition, PartitionError};
 use crate::protocol::errors::KafkaCode;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 15 };
@@ -141,9 +144,7 @@ fn read_all(
                     if version >= 5 {
                         answer.log_start_offset = data.log_start_offset;
                     }
-                    if matches!(reader, Reader::Consumer(Isolation::ReadCommitted)) {
-                        answer.aborted_transactions = Some(Vec::new());
-                    }
+                    answer.aborted_transactions = data.aborted_transactions.map(|aborted| aborted.iter().map(wire_aborted).collect());
                     answer.records = Some(data.records);
                 }
                 Err(e) => {
@@ -151,7 +152,7 @@ fn read_all(
                     answer.error_code = e.error_code();
                     let offsets = partition.offsets();
                     answer.high_watermark = offsets.high_watermark;
-                    answer.last_stable_offset = offsets.high_watermark;
+                    answer.last_stable_offset = offsets.last_stable_offset;
                     if version >= 5 {
                         answer.log_start_offset = offsets.log_start_offset;
                     }
@@ -168,4 +169,8 @@ fn read_all(
         responses.push(response);
     }
     (responses, total, has_error)
+}
+
+fn wire_aborted(txn: &AbortedTxn) -> AbortedTransaction {
+    AbortedTransaction::default().with_producer_id(txn.producer_id.into()).with_first_offset(txn.first_offset)
 }

@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), or by timestamp. Only the
-//! partition leader answers (NOT_LEADER_OR_FOLLOWER elsewhere), after the KIP-320 epoch check.
+//! partition leader answers (NOT_LEADER_OR_FOLLOWER elsewhere), after the KIP-320 epoch check. Under
+//! read_committed "latest" is the last stable offset, and no look-up answers an offset at or past it.
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};

@@ -10,6 +10,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod elect_leaders;
 pub mod alter_partition_reassignments;
 pub mod list_partition_reassignments;
@@ -120,6 +121,7 @@ api_table! {
     WriteTxnMarkers => write_txn_markers(WriteTxnMarkersRequest),
     DescribeTransactions => describe_transactions(DescribeTransactionsRequest),
     ListTransactions => list_transactions(ListTransactionsRequest),
+    DescribeProducers => describe_producers(DescribeProducersRequest),
 }
 
 /// A response still being produced: the handler ran in request order, but the response may wait for
@@ -156,6 +158,7 @@ always_replies!(
     OffsetDeleteResponse, ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse,
     AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, WriteTxnMarkersResponse,
     DescribeTransactionsResponse, ListTransactionsResponse,
+    DescribeProducersResponse,
 );
 
 pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {

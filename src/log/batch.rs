@@ -235,8 +235,8 @@ pub fn check_batch_frame(buf: &[u8], max_batch_bytes: u32) -> Result<BatchHeader
 ///
 /// The returned `max_timestamp` is the one computed from the records (Kafka rewrites it the same way), so the
 /// leader stores a correct value even if the producer's header was wrong. Control batches are accepted (the
-/// transaction coordinator writes them through the same path); each control record must carry a key of at
-/// least 4 bytes (version and type).
+/// partition checks its own transaction markers with it; it refuses them from clients); each control record
+/// must carry a key of at least 4 bytes (version and type).
 pub fn validate_record_set(records: &[u8], max_message_bytes: u32, require_keys: bool) -> Result<Vec<BatchHeader>, LogError> {
     validate_record_set_with_limit(records, max_message_bytes, require_keys, None)
 }
@@ -289,7 +289,9 @@ fn validate_records(batch: &[u8], header: &BatchHeader, require_keys: bool, limi
     if header.is_transactional() && !header.has_producer_id() {
         return Err(invalid("transactional batch without a producer id"));
     }
-    if !header.is_control() && header.has_producer_id() && header.base_sequence < 0 {
+    // Transactional batches may come without a sequence: the group coordinator writes transactional offset
+    // commits so (Kafka's coordinator origin); they are not de-duplicated.
+    if !header.is_control() && !header.is_transactional() && header.has_producer_id() && header.base_sequence < 0 {
         return Err(invalid(format!("batch with producer id {} has no base sequence", header.producer_id)));
     }
     if count == 0 {

@@ -617,6 +617,32 @@ impl Log {
     /// Calls `f` with the header of every batch from the one containing `from_offset` to the end, in order.
     /// Used to rebuild idempotent-producer state on open.
     pub fn scan_batches(&self, from_offset: i64, f: &mut dyn FnMut(&BatchHeader)) -> Result<(), LogError> {
+        self.scan_batch_positions(from_offset, &mut |_, _, header| {
+            f(header);
+            Ok(())
+        })
+    }
+
+    /// [`Self::scan_batches`], also handing over the whole bytes of control batches (None for the others):
+    /// rebuilding transaction state needs the markers' contents. Control batches are small and rare.
+    pub fn scan_batches_with_control(&self, from_offset: i64, f: &mut dyn FnMut(&BatchHeader, Option<&[u8]>)) -> Result<(), LogError> {
+        self.scan_batch_positions(from_offset, &mut |seg, pos, header| {
+            if header.is_control() {
+                let bytes = seg.read_bytes(pos, header.total_size())?;
+                f(header, Some(&bytes));
+            } else {
+                f(header, None);
+            }
+            Ok(())
+        })
+    }
+
+    /// Calls `f` with (segment, position, header) of every batch from the one containing `from_offset` on.
+    fn scan_batch_positions(
+        &self,
+        from_offset: i64,
+        f: &mut dyn FnMut(&Segment, u64, &BatchHeader) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
         let mut started = false;
         for seg in &self.segments[self.segment_index_for(from_offset)..] {
             let pos = if started {
@@ -629,7 +655,8 @@ impl Log {
             };
             started = true;
             for item in seg.headers_from(pos) {
-                f(&item?.1);
+                let (pos, header) = item?;
+                f(seg, pos, &header)?;
             }
         }
         Ok(())

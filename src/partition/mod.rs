@@ -12,6 +12,10 @@
 //! ([`crate::replication`]) copies from the leader, offsets and epochs as they are, with HW = min(leader HW,
 //! own LEO). The broker feeds every metadata change to [`Partition::apply_leadership`]; ISR changes are
 //! proposed by [`Partition::isr_change`] and take effect only when the controller's new leadership comes back.
+//!
+//! Transactions (KIP-98, [`txn::TxnState`]): producer state, open transactions, the last stable offset and the
+//! aborted-transaction index are all derived from the log, batch by batch, on every path (leader appends and
+//! [`Partition::append_marker`], a follower's replicated bytes, the scan on open and after truncation).
 
 pub mod leader_state;
 pub mod producer_state;
@@ -27,8 +31,10 @@ use uuid::Uuid;
 use crate::log::{batch, BatchHeader, CleanerConfig, EpochEntry, Log, LogConfig, LogError};
 use leader_state::LeaderState;
 pub use leader_state::IsrChange;
+pub use producer_state::ProducerSnapshot;
 pub use txn::{AbortedTxn, TxnMarker};
-use producer_state::{ProducerStateTable, SequenceCheck, SequenceError};
+use producer_state::{SequenceCheck, SequenceError};
+use txn::TxnState;
 
 #[derive(thiserror::Error, Debug)]
 pub enum PartitionError {
@@ -58,6 +64,10 @@ pub enum PartitionError {
     RequestTimedOut,
     #[error("the high watermark {high_watermark} is behind the start {epoch_start_offset} of this leader's epoch")]
     OffsetNotAvailable { high_watermark: i64, epoch_start_offset: i64 },
+    #[error("marker for producer {producer_id} from coordinator epoch {coordinator_epoch}, older than the last one's {current}")]
+    CoordinatorFenced { producer_id: i64, coordinator_epoch: i32, current: i32 },
+    #[error("producer {producer_id} has a transaction open here and sent a non-transactional batch")]
+    InvalidTxnState { producer_id: i64 },
 }
 
 /// Which records a reader may see: up to the high watermark, or up to the last stable offset.
@@ -93,12 +103,16 @@ pub struct FetchedData {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// read_committed only: the aborted transactions overlapping the records returned, by first offset, for
+    /// the consumer to skip. None for read_uncommitted and replica reads.
+    pub aborted_transactions: Option<Vec<AbortedTxn>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Offsets {
     pub log_start_offset: i64,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_end_offset: i64,
 }
 
@@ -159,7 +173,8 @@ struct PartitionState {
     role: Role,
     high_watermark: i64,
     min_insync_replicas: i32,
-    producers: ProducerStateTable,
+    /// Idempotent-producer and transaction state, derived from the log.
+    txn: TxnState,
 }
 
 impl PartitionState {
@@ -170,10 +185,58 @@ impl PartitionState {
         let Some(bound) = leader.high_watermark_bound(&self.leadership, log_end_offset) else { return false };
         debug_assert!(bound <= log_end_offset, "high watermark bound passed the log end offset");
         if bound > self.high_watermark {
-            self.high_watermark = bound;
+            self.set_high_watermark(bound);
             return true;
         }
         false
+    }
+
+    /// Every HW change goes through here: transactions whose marker it passed become stable.
+    fn set_high_watermark(&mut self, high_watermark: i64) {
+        self.high_watermark = high_watermark;
+        self.txn.on_high_watermark(high_watermark);
+    }
+
+    fn last_stable_offset(&self) -> i64 {
+        let last_stable_offset = self.txn.last_stable_offset(self.high_watermark, self.log.log_start_offset());
+        debug_assert!(last_stable_offset <= self.high_watermark, "last stable offset passed the high watermark");
+        last_stable_offset
+    }
+
+    /// acks=all (and transaction markers) need min.insync.replicas in the ISR before appending.
+    fn check_min_insync(&self) -> Result<(), PartitionError> {
+        let isr = self.leadership.isr.len();
+        if (isr as i32) < self.min_insync_replicas {
+            return Err(PartitionError::NotEnoughReplicas { isr, min: self.min_insync_replicas });
+        }
+        Ok(())
+    }
+
+    /// Appends validated batches as leader (offsets and leader epoch patched into a copy), lets `record` note
+    /// them in the producer/transaction state at their first offset, then advances the HW (at once when the
+    /// leader is alone in the ISR). Returns the outcome and whether the HW moved.
+    fn append_as_leader(
+        &mut self,
+        records: &[u8],
+        batches: &[BatchHeader],
+        now_ms: i64,
+        record: impl FnOnce(&mut TxnState, i64),
+    ) -> Result<(AppendOutcome, bool), PartitionError> {
+        let epoch = self.leadership.leader_epoch;
+        // The leader patches offsets into the batch, so it needs a mutable copy; a reused per-thread buffer
+        // spares a fresh (page-faulting) allocation per request.
+        let info = with_append_buffer(records, |copy| self.log.append_as_leader(copy, batches, epoch, now_ms))?;
+        record(&mut self.txn, info.first_offset);
+        let hw_advanced = self.advance_high_watermark();
+        debug_assert!(self.high_watermark <= self.log.log_end_offset(), "high watermark passed the log end offset");
+        let outcome = AppendOutcome {
+            base_offset: info.first_offset,
+            last_offset: info.last_offset,
+            log_append_time_ms: info.log_append_time_ms,
+            log_start_offset: info.log_start_offset,
+            leader_epoch: epoch,
+        };
+        Ok((outcome, hw_advanced))
     }
 
     fn not_leader(&self) -> PartitionError {
@@ -198,15 +261,18 @@ impl PartitionState {
         }
     }
 
-    /// Re-reads producer state from the log after a follower truncation removed batches it may remember.
+    /// Re-reads producer and transaction state from the log after a follower truncation removed batches it
+    /// may remember (a removed marker re-opens its transaction).
     fn rebuild_producer_state(&mut self, now_ms: i64) -> Result<(), PartitionError> {
-        let mut producers = ProducerStateTable::default();
-        self.log.scan_batches(self.log.log_start_offset(), &mut |header| {
-            producers.record(header, header.base_offset, now_ms);
-        })?;
-        self.producers = producers;
+        self.txn = scan_txn_state(&self.log, self.high_watermark, now_ms)?;
         Ok(())
     }
+}
+
+/// Producer and transaction state of everything in `log`.
+fn scan_txn_state(log: &Log, high_watermark: i64, now_ms: i64) -> Result<TxnState, LogError> {
+    let state = TxnState::rebuild(|f| log.scan_batches_with_control(log.log_start_offset(), f), high_watermark, now_ms)?;
+    Ok(state)
 }
 
 pub struct Partition {
@@ -242,10 +308,6 @@ impl Partition {
         let PartitionSettings { log: log_config, cleaner, min_insync_replicas } = settings;
         let mut log = Log::open(&data_dir.join(format!("{topic}-{index}")), log_config)?;
         log.set_cleaner_config(cleaner);
-        let mut producers = ProducerStateTable::default();
-        log.scan_batches(log.log_start_offset(), &mut |header| {
-            producers.record(header, header.base_offset, now_ms);
-        })?;
         // The HW is not persisted: a leader starts from its LEO (it is the only replica whose data it knows)
         // only when it is alone in the ISR; otherwise it starts from the log start and waits for followers.
         // A follower learns the HW from its leader.
@@ -257,7 +319,8 @@ impl Partition {
             Role::Follower
         };
         let high_watermark = if alone { log.log_end_offset() } else { log.log_start_offset() };
-        let mut state = PartitionState { log, leadership, role, high_watermark, min_insync_replicas, producers };
+        let txn = scan_txn_state(&log, high_watermark, now_ms)?;
+        let mut state = PartitionState { log, leadership, role, high_watermark, min_insync_replicas, txn };
         state.advance_high_watermark();
         Ok(Partition {
             topic: topic.to_string(),
@@ -440,10 +503,10 @@ impl Partition {
             let info = state.log.append_as_follower(records, now_ms)?;
             let appended = info.last_offset >= info.first_offset;
             if appended {
-                // The bytes were just validated by the log; walk their headers again for the producer state.
-                for_each_batch_header(records, |header| {
+                // The bytes were just validated by the log; walk their batches again for the producer state.
+                for_each_batch(records, |header, bytes| {
                     if header.base_offset >= info.first_offset && header.last_offset() <= info.last_offset {
-                        state.producers.record(header, header.base_offset, now_ms);
+                        state.txn.replay(header, header.is_control().then_some(bytes), now_ms);
                     }
                 });
             }
@@ -451,11 +514,13 @@ impl Partition {
             let new_high_watermark = leader_high_watermark.min(log_end_offset);
             let hw_advanced = new_high_watermark > state.high_watermark;
             if hw_advanced {
-                state.high_watermark = new_high_watermark;
+                state.set_high_watermark(new_high_watermark);
             }
             let log_start_target = leader_log_start_offset.min(state.high_watermark);
             if log_start_target > state.log.log_start_offset() {
                 state.log.advance_log_start_offset(log_start_target)?;
+                let log_start_offset = state.log.log_start_offset();
+                state.txn.on_log_start(log_start_offset);
             }
             let position = FollowerPosition {
                 leader: state.leadership.leader,
@@ -498,7 +563,7 @@ impl Partition {
         state.check_follower(leader_epoch)?;
         state.log.reset_to(offset)?;
         state.high_watermark = offset;
-        state.producers = ProducerStateTable::default();
+        state.txn = TxnState::default();
         Ok(())
     }
 
@@ -521,8 +586,9 @@ impl Partition {
         Ok(FetchedData {
             records,
             high_watermark: state.high_watermark,
-            last_stable_offset: state.high_watermark,
+            last_stable_offset: state.last_stable_offset(),
             log_start_offset: state.log.log_start_offset(),
+            aborted_transactions: None,
         })
     }
 
@@ -541,6 +607,7 @@ impl Partition {
         Offsets {
             log_start_offset: state.log.log_start_offset(),
             high_watermark: state.high_watermark,
+            last_stable_offset: state.last_stable_offset(),
             log_end_offset: state.log.log_end_offset(),
         }
     }
@@ -575,47 +642,57 @@ impl Partition {
             return Err(PartitionError::BatchCount(batches.len()));
         }
         let header = batches[0];
-        let outcome = {
+        let (outcome, hw_advanced) = {
             let mut state = self.lock();
             state.check_leader(-1)?;
-            if acks == -1 && (state.leadership.isr.len() as i32) < state.min_insync_replicas {
-                return Err(PartitionError::NotEnoughReplicas { isr: state.leadership.isr.len(), min: state.min_insync_replicas });
+            if acks == -1 {
+                state.check_min_insync()?;
             }
-            if header.has_producer_id() && header.base_sequence >= 0 {
-                if let SequenceCheck::Duplicate(original) = state.producers.check(&header)? {
-                    return Ok(AppendOutcome {
-                        base_offset: original.first_offset,
-                        last_offset: original.last_offset,
-                        log_append_time_ms: -1,
-                        log_start_offset: state.log.log_start_offset(),
-                        leader_epoch: state.leadership.leader_epoch,
-                    });
-                }
+            if let SequenceCheck::Duplicate(original) = state.txn.check_append(&header)? {
+                return Ok(AppendOutcome {
+                    base_offset: original.first_offset,
+                    last_offset: original.last_offset,
+                    log_append_time_ms: -1,
+                    log_start_offset: state.log.log_start_offset(),
+                    leader_epoch: state.leadership.leader_epoch,
+                });
             }
-            let epoch = state.leadership.leader_epoch;
-            // The leader patches offsets into the batch, so it needs a mutable copy; a reused per-thread buffer
-            // spares a fresh (page-faulting) allocation per request.
-            let info = with_append_buffer(records, |copy| state.log.append_as_leader(copy, &batches, epoch, now_ms))?;
-            state.producers.record(&header, info.first_offset, now_ms);
-            // With the leader alone in the ISR this moves the HW to the new log end at once.
-            let hw_advanced = state.advance_high_watermark();
-            debug_assert!(state.high_watermark <= state.log.log_end_offset(), "high watermark passed the log end offset");
-            let outcome = AppendOutcome {
-                base_offset: info.first_offset,
-                last_offset: info.last_offset,
-                log_append_time_ms: info.log_append_time_ms,
-                log_start_offset: info.log_start_offset,
-                leader_epoch: epoch,
-            };
-            (outcome, hw_advanced)
+            state.append_as_leader(records, &batches, now_ms, |txn, first_offset| txn.record_batch(&header, first_offset, now_ms))?
         };
-        let (outcome, hw_advanced) = outcome;
+        self.after_leader_append(hw_advanced);
+        Ok(outcome)
+    }
+
+    /// Leader only: writes a transaction marker (WriteTxnMarkers) as a control batch, ending the producer's
+    /// transaction here. Refused with INVALID_PRODUCER_EPOCH for an older producer epoch and
+    /// TRANSACTION_COORDINATOR_FENCED for an older coordinator epoch than the producer's last marker. Written
+    /// even when the producer has no transaction open here, as Kafka does; like an acks=all produce it needs
+    /// min.insync.replicas in the ISR, and the caller waits for replication as for one.
+    pub fn append_marker(&self, marker: &TxnMarker, now_ms: i64) -> Result<AppendOutcome, PartitionError> {
+        let control = batch::ControlRecord { commit: marker.commit, coordinator_epoch: marker.coordinator_epoch };
+        let records = batch::control_batch(marker.producer_id, marker.producer_epoch, control, now_ms)?;
+        // Gives the header with the max timestamp computed as for client batches.
+        let batches = batch::validate_record_set(&records, u32::MAX, false)?;
+        let timestamp_ms = batches.first().map_or(now_ms, |header| header.max_timestamp);
+        let (outcome, hw_advanced) = {
+            let mut state = self.lock();
+            state.check_leader(-1)?;
+            state.check_min_insync()?;
+            state.txn.check_marker(marker)?;
+            state.append_as_leader(&records, &batches, now_ms, |txn, offset| txn.record_marker(marker, offset, timestamp_ms, now_ms))?
+        };
+        self.after_leader_append(hw_advanced);
+        Ok(outcome)
+    }
+
+    /// After a leader append: followers have something to fetch; consumers and acks=all waiters too if the HW
+    /// moved.
+    fn after_leader_append(&self, hw_advanced: bool) {
         self.wake_replica_fetchers();
         if hw_advanced {
             self.wake_fetchers();
             self.signal_replication();
         }
-        Ok(outcome)
     }
 
     /// Waits until every offset below `end_offset` is fsynced. Concurrent callers share one fsync.
@@ -641,11 +718,13 @@ impl Partition {
         Ok(())
     }
 
-    /// Reads from `offset` up to the high watermark (or the last stable offset under read_committed).
+    /// Reads from `offset` up to the high watermark, or under read_committed up to the last stable offset
+    /// with the aborted transactions overlapping what was read (Kafka's collectAbortedTransactions: marker at
+    /// or after `offset`, first offset before the end of the last batch returned). An offset at or past the
+    /// visible end (but in the log) reads nothing, without error: the consumer parks until it moves.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool, isolation: Isolation) -> Result<FetchedData, PartitionError> {
         let state = self.lock();
-        // No transactions yet: the last stable offset is the high watermark.
-        let last_stable_offset = state.high_watermark;
+        let last_stable_offset = state.last_stable_offset();
         let visible_end = match isolation {
             Isolation::ReadUncommitted => state.high_watermark,
             Isolation::ReadCommitted => last_stable_offset,
@@ -656,7 +735,15 @@ impl Partition {
         } else {
             state.log.read(offset, max_bytes, visible_end, min_one)?
         };
-        Ok(FetchedData { records, high_watermark: state.high_watermark, last_stable_offset, log_start_offset })
+        let aborted_transactions = match isolation {
+            Isolation::ReadUncommitted => None,
+            // Nothing read, nothing to skip (Kafka answers an empty list too).
+            Isolation::ReadCommitted => Some(match end_of_batches(&records) {
+                Some(upper_offset) => state.txn.aborted_between(offset, upper_offset),
+                None => Vec::new(),
+            }),
+        };
+        Ok(FetchedData { records, high_watermark: state.high_watermark, last_stable_offset, log_start_offset, aborted_transactions })
     }
 
     /// Wakes `waiter` (a consumer fetch) at the next high-watermark advance or leadership change.
@@ -683,21 +770,23 @@ impl Partition {
 
     /// ListOffsets: -1 latest, -2 earliest, -3 max timestamp, -4 earliest local, else the first record with a
     /// timestamp at or after the given one. Returns (timestamp, offset); None when no record qualifies.
+    /// Under read_committed, "latest" is the last stable offset and no lookup answers an offset at or past it.
     pub fn list_offset(&self, timestamp: i64, isolation: Isolation) -> Result<Option<(i64, i64)>, PartitionError> {
         let state = self.lock();
-        let visible_end = state.high_watermark;
+        let high_watermark = state.high_watermark;
         // A new leader's high watermark may lag behind what the old leader had exposed until its followers
         // fetch again; answering from it could send a consumer backwards (Kafka: OFFSET_NOT_AVAILABLE, retry).
         if let Role::Leader(leader) = &state.role {
-            if visible_end < leader.epoch_start_offset() {
-                return Err(PartitionError::OffsetNotAvailable { high_watermark: visible_end, epoch_start_offset: leader.epoch_start_offset() });
+            if high_watermark < leader.epoch_start_offset() {
+                return Err(PartitionError::OffsetNotAvailable { high_watermark, epoch_start_offset: leader.epoch_start_offset() });
             }
         }
+        let visible_end = match isolation {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => state.last_stable_offset(),
+        };
         Ok(match timestamp {
-            -1 => {
-                let _ = isolation; // the last stable offset equals the high watermark until transactions exist
-                Some((-1, visible_end))
-            }
+            -1 => Some((-1, visible_end)),
             -2 | -4 => Some((-1, state.log.log_start_offset())),
             -3 => state.log.max_timestamp()?.filter(|(offset, _)| *offset < visible_end).map(|(offset, ts)| (ts, offset)),
             ts => state.log.find_offset_by_timestamp(ts)?.filter(|(offset, _)| *offset < visible_end).map(|(offset, ts)| (ts, offset)),
@@ -720,7 +809,9 @@ impl Partition {
             .into());
         }
         state.log.advance_log_start_offset(target)?;
-        Ok(state.log.log_start_offset())
+        let log_start_offset = state.log.log_start_offset();
+        state.txn.on_log_start(log_start_offset);
+        Ok(log_start_offset)
     }
 
     /// OffsetForLeaderEpoch: (largest known epoch <= `epoch`, its end offset), as Kafka computes it; None when
@@ -742,12 +833,20 @@ impl Partition {
     }
 
     /// Runs retention or compaction (never above the high watermark, which followers may still truncate)
-    /// and producer-id expiry; returns deleted segments.
+    /// and producer-id expiry, and forgets aborted transactions retention removed; returns deleted segments.
     pub fn housekeeping(&self, now_ms: i64, producer_expiration_ms: i64) -> Result<usize, PartitionError> {
         let mut state = self.lock();
-        state.producers.expire(now_ms, producer_expiration_ms);
+        state.txn.expire(now_ms, producer_expiration_ms);
         let high_watermark = state.high_watermark;
-        Ok(state.log.cleanup(now_ms, high_watermark)?)
+        let deleted = state.log.cleanup(now_ms, high_watermark)?;
+        let log_start_offset = state.log.log_start_offset();
+        state.txn.on_log_start(log_start_offset);
+        Ok(deleted)
+    }
+
+    /// The partition's producers (DescribeProducers), by producer id. The caller checks leadership.
+    pub fn producers(&self) -> Vec<ProducerSnapshot> {
+        self.lock().txn.producers()
     }
 
     /// Removes the partition's files (DeleteTopics).
@@ -785,8 +884,8 @@ fn wake(waiters: &Mutex<Vec<Arc<Notify>>>) {
     }
 }
 
-/// Calls `f` with the header of every whole batch in `records` (stops at a trailing partial batch).
-fn for_each_batch_header(records: &[u8], mut f: impl FnMut(&BatchHeader)) {
+/// Calls `f` with the header and bytes of every whole batch in `records` (stops at a trailing partial batch).
+fn for_each_batch(records: &[u8], mut f: impl FnMut(&BatchHeader, &[u8])) {
     let mut pos = 0usize;
     while let Some(rest) = records.get(pos..) {
         if rest.len() < batch::BATCH_HEADER_BYTES {
@@ -797,9 +896,16 @@ fn for_each_batch_header(records: &[u8], mut f: impl FnMut(&BatchHeader)) {
         if header.batch_length < batch::MIN_BATCH_LENGTH || size > rest.len() {
             break;
         }
-        f(&header);
+        f(&header, &rest[..size]);
         pos += size;
     }
+}
+
+/// One past the last offset of the whole batches in `records`; None when there are none.
+fn end_of_batches(records: &[u8]) -> Option<i64> {
+    let mut end = None;
+    for_each_batch(records, |header, _| end = Some(header.last_offset() + 1));
+    end
 }
 
 /// Largest append buffer kept between requests; a bigger one (a rare huge batch) is freed after use.
@@ -851,3 +957,6 @@ mod tests {
 
 #[cfg(test)]
 mod replication_tests;
+
+#[cfg(test)]
+mod txn_tests;

@@ -77,6 +77,8 @@ impl KafkaCode for PartitionError {
             PartitionError::NotEnoughReplicasAfterAppend { .. } => ResponseError::NotEnoughReplicasAfterAppend,
             PartitionError::RequestTimedOut => ResponseError::RequestTimedOut,
             PartitionError::OffsetNotAvailable { .. } => ResponseError::OffsetNotAvailable,
+            PartitionError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
+            PartitionError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
         }
     }
 }
@@ -147,9 +149,10 @@ mod tests {
             PartitionError::NotLeaderOrFollower { leader: 2, leader_epoch: 1 },
             PartitionError::NotEnoughReplicasAfterAppend { isr: 1, min: 2 },
             PartitionError::RequestTimedOut,
+            PartitionError::InvalidTxnState { producer_id: 1 },
         ];
         let codes: Vec<i16> = errors.iter().map(|e| e.error_code()).collect();
-        assert_eq!(codes, vec![2, 10, 76, 56, 45, 19, 87, 6, 20, 7]);
+        assert_eq!(codes, vec![2, 10, 76, 56, 45, 19, 87, 6, 20, 7, 48]);
         assert!(!codes.contains(&ResponseError::UnknownServerError.code()));
     }
 }
