@@ -28,6 +28,7 @@ pub mod heartbeat;
 pub mod leave_group;
 pub mod offset_commit;
 pub mod offset_fetch;
+pub mod txn_offset_commit;
 pub mod describe_groups;
 pub mod list_groups;
 pub mod delete_groups;
@@ -102,6 +103,7 @@ api_table! {
     LeaveGroup => leave_group(LeaveGroupRequest),
     OffsetCommit => offset_commit(OffsetCommitRequest),
     OffsetFetch => offset_fetch(OffsetFetchRequest),
+    TxnOffsetCommit => txn_offset_commit(TxnOffsetCommitRequest),
     DescribeGroups => describe_groups(DescribeGroupsRequest),
     ListGroups => list_groups(ListGroupsRequest),
     DeleteGroups => delete_groups(DeleteGroupsRequest),
@@ -141,7 +143,7 @@ always_replies!(
     AlterPartitionReassignmentsResponse, ListPartitionReassignmentsResponse,
     FindCoordinatorResponse, JoinGroupResponse, SyncGroupResponse, HeartbeatResponse, LeaveGroupResponse,
     OffsetCommitResponse, OffsetFetchResponse, DescribeGroupsResponse, ListGroupsResponse, DeleteGroupsResponse,
-    OffsetDeleteResponse, ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse,
+    OffsetDeleteResponse, ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse, TxnOffsetCommitResponse,
 );
 
 pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {
