@@ -95,3 +95,40 @@ fn answer(topics: &[TxnOffsetCommitRequestTopic], errors: &HashMap<(String, i32)
         .collect();
     TxnOffsetCommitResponse::default().with_topics(topics)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequestPartition;
+    use kafka_protocol::protocol::StrBytes;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::controller::image::{PartitionImage, TopicImage};
+
+    fn topic(name: &str, partitions: &[i32]) -> TxnOffsetCommitRequestTopic {
+        TxnOffsetCommitRequestTopic::default()
+            .with_name(StrBytes::from_string(name.to_string()).into())
+            .with_partitions(partitions.iter().map(|&p| TxnOffsetCommitRequestPartition::default().with_partition_index(p)).collect())
+    }
+
+    #[test]
+    fn unknown_topics_and_partitions_are_answered_here_in_request_order() {
+        let mut image = MetadataImage::default();
+        let partition = PartitionImage { replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, adding: vec![], removing: vec![] };
+        image.topics.insert("t".into(), TopicImage { name: "t".into(), topic_id: Uuid::nil(), partitions: vec![partition.clone(), partition], configs: BTreeMap::new() });
+        let request = vec![topic("t", &[0, 2, 1]), topic("nope", &[0])];
+        let mut errors = HashMap::new();
+        let unknown = ResponseError::UnknownTopicOrPartition.code();
+        let known = known_partitions(&image, request.clone(), |t, p| {
+            errors.insert((t.to_string(), p), unknown);
+        });
+        assert_eq!(known, vec![topic("t", &[0, 1])]);
+        // The coordinator answered t-0; then failed for the rest.
+        errors.insert(("t".into(), 0), 0);
+        fill(&mut errors, &request, ResponseError::NotCoordinator.code());
+        let codes: Vec<Vec<i16>> = answer(&request, &errors).topics.iter().map(|t| t.partitions.iter().map(|p| p.error_code).collect()).collect();
+        assert_eq!(codes, vec![vec![0, unknown, ResponseError::NotCoordinator.code()], vec![unknown]]);
+    }
+}
