@@ -287,7 +287,9 @@ impl ClassicGroup {
         }
     }
 
-    pub(crate) fn validate_offset_commit(&self, generation: i32, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+    /// OffsetCommit and, with `transactional`, TxnOffsetCommit (Kafka's validateOffsetCommit): a transactional
+    /// commit naming no member is accepted (versions before 3 cannot name one) and is not refused mid-rebalance.
+    pub(crate) fn validate_offset_commit(&self, generation: i32, member_id: &str, instance_id: Option<&str>, transactional: bool) -> Result<(), ResponseError> {
         if self.state == ClassicState::Dead {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
@@ -300,10 +302,10 @@ impl ClassicGroup {
             if generation != self.generation {
                 return Err(ResponseError::IllegalGeneration);
             }
-        } else {
+        } else if !transactional {
             return Err(ResponseError::UnknownMemberId);
         }
-        if self.state == ClassicState::CompletingRebalance {
+        if !transactional && self.state == ClassicState::CompletingRebalance {
             return Err(ResponseError::RebalanceInProgress);
         }
         Ok(())

@@ -255,6 +255,18 @@ impl ConsumerGroup {
         Ok(())
     }
 
+    /// TxnOffsetCommit (KIP-447): member and epoch are checked only when the request names any of them
+    /// (versions before 3 cannot); a stale epoch is ILLEGAL_GENERATION, which transactional producers know.
+    pub(crate) fn validate_txn_offset_commit(&self, epoch: i32, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+        if epoch < 0 && member_id.is_empty() && instance_id.is_none() {
+            return Ok(());
+        }
+        match self.validate_offset_commit(epoch, member_id) {
+            Err(ResponseError::StaleMemberEpoch) => Err(ResponseError::IllegalGeneration),
+            other => other,
+        }
+    }
+
     pub(crate) fn validate_offset_fetch(&self, member_id: &str, epoch: i32) -> Result<(), ResponseError> {
         let member = self.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
         if epoch != member.member_epoch {

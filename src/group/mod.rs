@@ -2,13 +2,13 @@
 //! owns one [`GroupShard`] per `__consumer_offsets` partition it leads and drives it:
 //!
 //! - requests: the handler calls the shard method for its API (`join_group`, `sync_group`, `heartbeat`,
-//!   `leave_group`, `offset_commit`, `offset_fetch`, `offset_delete`, `delete_groups`, `describe_group`,
-//!   `list_groups`, `consumer_group_heartbeat`, `consumer_group_describe`) with `now_ms` and, for APIs whose
-//!   answer may wait, a [`RequestId`] the runtime chose. Read-only APIs return their answer directly; the others
-//!   return `Vec<Effect>`.
-//! - [`Effect`]s, in order: `Append(records)` to the shard's `__consumer_offsets` partition; `Reply` to a
-//!   pending request (maybe one parked by an earlier call: a JoinGroup waits for the rebalance);
-//!   `ScheduleTimer`/`CancelTimer`.
+//!   `leave_group`, `offset_commit`, `txn_offset_commit`, `offset_fetch`, `offset_delete`, `delete_groups`,
+//!   `describe_group`, `list_groups`, `consumer_group_heartbeat`, `consumer_group_describe`) with `now_ms` and,
+//!   for APIs whose answer may wait, a [`RequestId`] the runtime chose. Read-only APIs return their answer
+//!   directly; the others return `Vec<Effect>`.
+//! - [`Effect`]s, in order: `Append{records, producer}` to the shard's `__consumer_offsets` partition (a
+//!   transactional batch of that producer when there is one); `Reply` to a pending request (maybe one parked
+//!   by an earlier call: a JoinGroup waits for the rebalance); `ScheduleTimer`/`CancelTimer`.
 //! - durability rule: the state machine applies its records to memory at once (as Kafka's coordinator does);
 //!   **the runtime sends a reply only once every `Append` emitted before it (by this or any earlier call on this
 //!   shard) is durable**. One FIFO of effects per shard does it. If an append fails, the runtime drops the shard
@@ -17,11 +17,15 @@
 //! - timers: `ScheduleTimer{key, deadline_ms}` replaces any earlier deadline of `key`; when it passes the
 //!   runtime calls [`GroupShard::timer`]. A stale or cancelled firing is ignored, so the runtime need not be exact.
 //! - loading: on becoming leader of the partition, `replay` every record from the start of the log (tombstones
-//!   delete), then call [`GroupShard::load_complete`], which re-arms session timers.
+//!   delete; records of transactional batches through `replay_transactional`, markers through
+//!   `complete_transaction`), then call [`GroupShard::load_complete`], which re-arms session timers.
+//! - transaction markers: the runtime appends the marker, waits until it is durable and replicated, then calls
+//!   [`GroupShard::complete_transaction`] (pending offsets of the producer become committed or are dropped).
 //!
 //! Modules: [`records`] (the byte-exact `__consumer_offsets` codec), [`classic`] (JoinGroup/SyncGroup/
 //! Heartbeat/LeaveGroup rebalances, static membership), [`consumer`] (KIP-848 ConsumerGroupHeartbeat groups),
-//! [`assignor`] (uniform and range server assignors), [`offsets`] (committed offsets of every group).
+//! [`assignor`] (uniform and range server assignors), [`offsets`] (committed offsets of every group),
+//! [`txn_offsets`] (TxnOffsetCommit and the pending offsets of open transactions).
 
 pub mod assignor;
 pub mod classic;
@@ -31,6 +35,9 @@ pub mod records;
 pub mod runtime;
 #[cfg(test)]
 mod shard_tests;
+pub mod txn_offsets;
+#[cfg(test)]
+mod txn_tests;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -109,6 +116,7 @@ pub enum Reply {
     SyncGroup(SyncGroupResponse),
     LeaveGroup(LeaveGroupResponse),
     OffsetCommit(OffsetCommitResponse),
+    TxnOffsetCommit(TxnOffsetCommitResponse),
     OffsetDelete(OffsetDeleteResponse),
     DeleteGroups(Vec<DeletableGroupResult>),
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
@@ -131,9 +139,17 @@ pub enum TimerKey {
     ConsumerRevocation { group: String, member: String, epoch: i32 },
 }
 
+/// The producer of a transactional write: its records stay pending until its marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    Append(Vec<GroupRecord>),
+    /// Records to append as one batch; with a producer, a transactional batch of that producer.
+    Append { records: Vec<GroupRecord>, producer: Option<TxnProducer> },
     Reply { request: RequestId, reply: Reply },
     ScheduleTimer { key: TimerKey, deadline_ms: i64 },
     CancelTimer(TimerKey),
@@ -148,7 +164,12 @@ pub struct Outbox {
 impl Outbox {
     pub fn append(&mut self, records: Vec<GroupRecord>) {
         if !records.is_empty() {
-            self.effects.push(Effect::Append(records));
+            self.effects.push(Effect::Append { records, producer: None });
+        }
+    }
+    pub fn append_transactional(&mut self, producer_id: i64, producer_epoch: i16, records: Vec<GroupRecord>) {
+        if !records.is_empty() {
+            self.effects.push(Effect::Append { records, producer: Some(TxnProducer { producer_id, producer_epoch }) });
         }
     }
     pub fn reply(&mut self, request: RequestId, reply: Reply) {
@@ -268,10 +289,16 @@ impl GroupShard {
         self.run(now_ms, |groups, offsets, ctx| offsets::offset_commit(groups, offsets, ctx, request_id, request)).1
     }
 
+    /// Offsets committed inside the transaction of the request's producer: pending until its marker.
+    pub fn txn_offset_commit(&mut self, now_ms: i64, request_id: RequestId, request: TxnOffsetCommitRequest) -> Vec<Effect> {
+        self.run(now_ms, |groups, offsets, ctx| txn_offsets::txn_offset_commit(groups, offsets, ctx, request_id, request)).1
+    }
+
     /// One group of an OffsetFetch (v8+ shape; the handler maps v0-7's single group onto it). A group that does
-    /// not exist answers every requested partition with offset -1 and no error.
-    pub fn offset_fetch(&self, group: &OffsetFetchRequestGroup) -> OffsetFetchResponseGroup {
-        offsets::offset_fetch(&self.groups, &self.offsets, group)
+    /// not exist answers every requested partition with offset -1 and no error. With `require_stable` (v7+),
+    /// partitions with offsets in an open transaction answer UNSTABLE_OFFSET_COMMIT.
+    pub fn offset_fetch(&self, group: &OffsetFetchRequestGroup, require_stable: bool) -> OffsetFetchResponseGroup {
+        offsets::offset_fetch(&self.groups, &self.offsets, group, require_stable)
     }
 
     pub fn offset_delete(&mut self, now_ms: i64, request_id: RequestId, request: OffsetDeleteRequest) -> Vec<Effect> {
@@ -368,12 +395,41 @@ impl GroupShard {
         }
     }
 
+    /// Applies one record of a transactional batch of `producer_id` read from the log while loading: offsets
+    /// wait for the producer's marker. Other records (Kafka writes none in such batches) apply as usual.
+    pub fn replay_transactional(&mut self, producer_id: i64, producer_epoch: i16, record: GroupRecord) {
+        match record {
+            GroupRecord::OffsetCommit { group, topic, partition, value: Some(value) } => {
+                if !self.groups.contains_key(&group) {
+                    self.groups.insert(group.clone(), Group::Classic(ClassicGroup::new(&group, 0)));
+                }
+                self.offsets.replay_pending(producer_id, producer_epoch, &group, &topic, partition, value);
+            }
+            other => self.replay(other),
+        }
+    }
+
     /// Decodes and applies a raw record; unknown record types are skipped.
     pub fn replay_bytes(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), RecordError> {
         if let Some(record) = GroupRecord::decode(key, value)? {
             self.replay(record);
         }
         Ok(())
+    }
+
+    /// [`Self::replay_transactional`] of a raw record.
+    pub fn replay_transactional_bytes(&mut self, producer_id: i64, producer_epoch: i16, key: &[u8], value: Option<&[u8]>) -> Result<(), RecordError> {
+        if let Some(record) = GroupRecord::decode(key, value)? {
+            self.replay_transactional(producer_id, producer_epoch, record);
+        }
+        Ok(())
+    }
+
+    /// A commit or abort marker of `producer_id` is in the log (durable and replicated, or read while loading):
+    /// its pending offsets in this shard become committed, or are dropped. Without pending offsets it only
+    /// records the producer's epoch.
+    pub fn complete_transaction(&mut self, producer_id: i64, producer_epoch: i16, commit: bool) {
+        self.offsets.complete_transaction(producer_id, producer_epoch, commit);
     }
 
     /// After the log is replayed: arm every member's session timer.

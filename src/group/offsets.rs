@@ -4,6 +4,10 @@
 //!
 //! Committing to a group that does not exist with generation -1 creates an Empty classic group, as in Kafka:
 //! that is how consumers using `assign()` plus `commitSync()` keep their offsets.
+//!
+//! Offsets committed inside a transaction (TxnOffsetCommit, [`super::txn_offsets`]) wait in the store's
+//! pending part until their producer's commit or abort marker; OffsetFetch answers them UNSTABLE_OFFSET_COMMIT
+//! when the client asks for stable offsets only (KIP-447), and otherwise the committed offset underneath.
 
 use std::collections::BTreeMap;
 
@@ -16,37 +20,107 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::records::{GroupRecord, OffsetCommitValue};
+use super::txn_offsets::PendingTxns;
 use super::{code, str_bytes, ClassicGroup, Ctx, Group, Reply, RequestId};
 
-/// Offsets per group, then per (topic, partition).
+/// An offset and the place of its record in the log, relative to the shard's other offset records.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct StoredOffset {
+    pub value: OffsetCommitValue,
+    /// Increases with every offset record applied. Records are applied in log order (requests as they append,
+    /// loading as it reads), so a larger position is a record later in the log: when a transaction commits,
+    /// its offset replaces the committed one only if it was written after it (Kafka's
+    /// CommitRecordMetadataAndOffset), and compaction, which keeps the order of what it keeps, changes nothing.
+    pub position: u64,
+}
+
+/// Offsets per group, then per (topic, partition); beside them, the offsets of open transactions.
 #[derive(Clone, Debug, Default)]
 pub struct OffsetStore {
-    groups: BTreeMap<String, BTreeMap<(String, i32), OffsetCommitValue>>,
+    groups: BTreeMap<String, BTreeMap<(String, i32), StoredOffset>>,
+    txns: PendingTxns,
+    next_position: u64,
 }
 
 impl OffsetStore {
     pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<&OffsetCommitValue> {
-        self.groups.get(group)?.get(&(topic.to_string(), partition))
+        self.groups.get(group)?.get(&(topic.to_string(), partition)).map(|o| &o.value)
     }
 
-    pub fn group(&self, group: &str) -> Option<&BTreeMap<(String, i32), OffsetCommitValue>> {
-        self.groups.get(group)
+    /// The committed offsets of a group (not those of open transactions).
+    pub fn group(&self, group: &str) -> impl Iterator<Item = (&(String, i32), &OffsetCommitValue)> {
+        self.groups.get(group).into_iter().flat_map(|offsets| offsets.iter().map(|(tp, o)| (tp, &o.value)))
     }
 
     pub fn has_offsets(&self, group: &str) -> bool {
         self.groups.get(group).is_some_and(|o| !o.is_empty())
     }
 
+    /// Whether an open transaction has an offset for this partition of the group.
+    pub fn has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.txns.has(group, topic, partition)
+    }
+
+    /// The offset `producer_id`'s open transaction commits for this partition of the group.
+    pub fn pending(&self, producer_id: i64, group: &str, topic: &str, partition: i32) -> Option<&OffsetCommitValue> {
+        self.txns.get(producer_id, group, topic, partition)
+    }
+
+    /// The latest epoch seen of a producer that wrote transactional offsets or a marker here.
+    pub fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
+        self.txns.epoch(producer_id)
+    }
+
+    pub(crate) fn txns(&self) -> &PendingTxns {
+        &self.txns
+    }
+
+    fn next_position(&mut self) -> u64 {
+        self.next_position += 1;
+        self.next_position
+    }
+
+    /// A non-transactional offset record: a value becomes the committed offset; a tombstone deletes the
+    /// committed offset and the partition's offsets in every open transaction of the group (as Kafka).
     pub(crate) fn replay(&mut self, group: &str, topic: &str, partition: i32, value: Option<OffsetCommitValue>) {
         match value {
             Some(value) => {
-                self.groups.entry(group.to_string()).or_default().insert((topic.to_string(), partition), value);
+                let position = self.next_position();
+                self.groups.entry(group.to_string()).or_default().insert((topic.to_string(), partition), StoredOffset { value, position });
             }
             None => {
                 if let Some(offsets) = self.groups.get_mut(group) {
                     offsets.remove(&(topic.to_string(), partition));
                     if offsets.is_empty() {
                         self.groups.remove(group);
+                    }
+                }
+                self.txns.remove_partition(group, topic, partition);
+            }
+        }
+    }
+
+    /// An offset record of a transactional batch of `producer_id`: pending until its marker.
+    pub(crate) fn replay_pending(&mut self, producer_id: i64, producer_epoch: i16, group: &str, topic: &str, partition: i32, value: OffsetCommitValue) {
+        let position = self.next_position();
+        self.txns.insert(producer_id, producer_epoch, group, topic, partition, StoredOffset { value, position });
+    }
+
+    /// A commit or abort marker of `producer_id`: its pending offsets become committed (unless a
+    /// non-transactional commit was written after them) or are dropped. A marker without pending offsets here
+    /// only records the producer's epoch.
+    pub(crate) fn complete_transaction(&mut self, producer_id: i64, producer_epoch: i16, commit: bool) {
+        let Some(pending) = self.txns.complete(producer_id, producer_epoch) else { return };
+        if !commit {
+            return;
+        }
+        for (group, offsets) in pending {
+            let committed = self.groups.entry(group).or_default();
+            for (partition, offset) in offsets {
+                match committed.get(&partition) {
+                    Some(current) if current.position > offset.position => {}
+                    _ => {
+                        committed.insert(partition, offset);
                     }
                 }
             }
@@ -58,6 +132,15 @@ impl OffsetStore {
         for record in records {
             if let GroupRecord::OffsetCommit { group, topic, partition, value } = record {
                 self.replay(group, topic, *partition, value.clone());
+            }
+        }
+    }
+
+    /// Applies the records of a transactional write of `producer_id` right away, as pending offsets.
+    pub(crate) fn apply_pending(&mut self, producer_id: i64, producer_epoch: i16, records: &[GroupRecord]) {
+        for record in records {
+            if let GroupRecord::OffsetCommit { group, topic, partition, value: Some(value) } = record {
+                self.replay_pending(producer_id, producer_epoch, group, topic, *partition, value.clone());
             }
         }
     }
@@ -78,7 +161,7 @@ pub(crate) fn offset_commit(
         Err(ResponseError::InvalidGroupId)
     } else {
         match groups.get(&group_id) {
-            Some(Group::Classic(group)) => group.validate_offset_commit(generation, member_id, instance_id),
+            Some(Group::Classic(group)) => group.validate_offset_commit(generation, member_id, instance_id, false),
             Some(Group::Consumer(group)) => group.validate_offset_commit(generation, member_id),
             // Kafka answers ILLEGAL_GENERATION to a group member committing to a group that is gone.
             None if generation >= 0 => Err(ResponseError::IllegalGeneration),
@@ -129,7 +212,12 @@ pub(crate) fn offset_commit(
     ctx.out.reply(request_id, Reply::OffsetCommit(OffsetCommitResponse::default().with_topics(topics)));
 }
 
-pub(crate) fn offset_fetch(groups: &BTreeMap<String, Group>, offsets: &OffsetStore, request: &OffsetFetchRequestGroup) -> OffsetFetchResponseGroup {
+pub(crate) fn offset_fetch(
+    groups: &BTreeMap<String, Group>,
+    offsets: &OffsetStore,
+    request: &OffsetFetchRequestGroup,
+    require_stable: bool,
+) -> OffsetFetchResponseGroup {
     let group_id = request.group_id.as_str();
     let answer = OffsetFetchResponseGroup::default().with_group_id(request.group_id.clone());
     if let Some(Group::Consumer(group)) = groups.get(group_id) {
@@ -140,9 +228,17 @@ pub(crate) fn offset_fetch(groups: &BTreeMap<String, Group>, offsets: &OffsetSto
             }
         }
     }
-    let committed = offsets.group(group_id);
     let partition_answer = |topic: &str, partition: i32| {
-        let found = committed.and_then(|c| c.get(&(topic.to_string(), partition)));
+        if require_stable && offsets.has_pending(group_id, topic, partition) {
+            // KIP-447: the client retries until the transaction holding this partition's offset has ended.
+            return OffsetFetchResponsePartitions::default()
+                .with_partition_index(partition)
+                .with_error_code(code(ResponseError::UnstableOffsetCommit))
+                .with_committed_offset(-1)
+                .with_committed_leader_epoch(-1)
+                .with_metadata(Some(str_bytes("")));
+        }
+        let found = offsets.get(group_id, topic, partition);
         OffsetFetchResponsePartitions::default()
             .with_partition_index(partition)
             .with_committed_offset(found.map_or(-1, |v| v.offset))
@@ -159,7 +255,7 @@ pub(crate) fn offset_fetch(groups: &BTreeMap<String, Group>, offsets: &OffsetSto
             .collect(),
         None => {
             let mut by_topic: BTreeMap<&str, Vec<OffsetFetchResponsePartitions>> = BTreeMap::new();
-            for (topic, partition) in committed.into_iter().flat_map(|c| c.keys()) {
+            for ((topic, partition), _) in offsets.group(group_id) {
                 by_topic.entry(topic.as_str()).or_default().push(partition_answer(topic, *partition));
             }
             by_topic
@@ -204,7 +300,8 @@ pub(crate) fn offset_delete(
                     let error = if subscribed(name) {
                         code(ResponseError::GroupSubscribedToTopic)
                     } else {
-                        if offsets.get(&group_id, name, p.partition_index).is_some() {
+                        // Kafka writes the tombstone for pending transactional offsets too: it drops them.
+                        if offsets.get(&group_id, name, p.partition_index).is_some() || offsets.has_pending(&group_id, name, p.partition_index) {
                             records.push(GroupRecord::OffsetCommit {
                                 group: group_id.clone(),
                                 topic: name.to_string(),
@@ -241,16 +338,12 @@ pub(crate) fn delete_groups(
             Some(Group::Classic(g)) if !g.is_empty() => code(ResponseError::NonEmptyGroup),
             Some(Group::Consumer(g)) if !g.is_empty() => code(ResponseError::NonEmptyGroup),
             Some(group) => {
-                let mut tombstones: Vec<GroupRecord> = offsets
-                    .group(group_id)
+                // Partitions with only pending transactional offsets get a tombstone too, which drops them.
+                let partitions: std::collections::BTreeSet<(String, i32)> =
+                    offsets.group(group_id).map(|(tp, _)| tp.clone()).chain(offsets.txns().partitions_of(group_id)).collect();
+                let mut tombstones: Vec<GroupRecord> = partitions
                     .into_iter()
-                    .flat_map(|o| o.keys())
-                    .map(|(topic, partition)| GroupRecord::OffsetCommit {
-                        group: group_id.clone(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                        value: None,
-                    })
+                    .map(|(topic, partition)| GroupRecord::OffsetCommit { group: group_id.clone(), topic, partition, value: None })
                     .collect();
                 match group {
                     Group::Classic(_) => tombstones.push(GroupRecord::GroupMetadata { group: group_id.clone(), value: None }),

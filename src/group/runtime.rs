@@ -10,9 +10,14 @@
 //!   partition (acks=-1); replies that follow an append are held until one `flush_to` has made the batch's
 //!   appends durable (the durability rule of `group/mod.rs`, with group commit across commands). A failed append drops the shard's parked
 //!   requests (their handlers answer NOT_COORDINATOR) and rebuilds the shard from the log.
+//! - Transaction markers (WriteTxnMarkers for a `__consumer_offsets` partition, [`GroupCoordinator::write_marker`])
+//!   are commands too, so a marker lands after every append the shard made before it: the batch of commands
+//!   before the marker is applied (and made durable) first, then the marker is appended, made durable and
+//!   replicated, and only then does the shard end the producer's transaction in memory.
 //! - Timers: a set of deadlines in the task, woken with `sleep_until`; stale firings are ignored by the shard.
 //! - Loading: the task replays the partition from its log start to the high watermark before serving;
-//!   until then the handlers answer COORDINATOR_LOAD_IN_PROGRESS.
+//!   until then the handlers answer COORDINATOR_LOAD_IN_PROGRESS. Records of transactional batches are
+//!   replayed as pending offsets of their producer, markers (control batches) end them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,12 +26,16 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Effect, GroupConfig, GroupRecord, GroupShard, Reply, RequestId, TimerKey, Topics};
+use kafka_protocol::ResponseError;
+
+use super::{Effect, GroupConfig, GroupRecord, GroupShard, Reply, RequestId, TimerKey, Topics, TxnProducer};
 use crate::broker::{now_ms, Broker};
 use crate::config::BrokerConfig;
 use crate::controller::NewTopic;
 use crate::log::batch::{self, BatchBuilder, NewRecord};
-use crate::partition::{Partition, PartitionError};
+use crate::log::BatchHeader;
+use crate::partition::{Partition, PartitionError, TxnMarker};
+use crate::protocol::errors::KafkaCode;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How long a group write waits for the in-sync replicas (Kafka's offsets.commit.timeout.ms default).
@@ -76,6 +85,14 @@ enum Command {
     Call { job: Job, reply: oneshot::Sender<Reply> },
     /// A call that answers by itself (reads, heartbeats); it runs after every earlier append is durable.
     Run(Run),
+    /// A transaction marker to append after the shard's earlier appends; answered with a Kafka error code.
+    Marker { marker: TxnMarker, reply: oneshot::Sender<Result<(), i16>> },
+}
+
+/// A command taken off the queue: its effects, or a marker that must wait for the effects before it.
+enum Step {
+    Effects(Vec<Effect>),
+    Marker(TxnMarker, oneshot::Sender<Result<(), i16>>),
 }
 
 #[derive(Clone)]
@@ -223,6 +240,28 @@ impl GroupCoordinator {
         run_on(&handle, f).await
     }
 
+    /// WriteTxnMarkers for `__consumer_offsets` partition `partition_index`: appends the marker to it, ordered
+    /// after the shard's earlier appends, and once it is durable and replicated ends the producer's
+    /// transaction in the shard (pending offsets committed or dropped; a marker without any is just
+    /// appended). Errors are Kafka codes for the WriteTxnMarkers answer: UNKNOWN_TOPIC_OR_PARTITION (no such
+    /// partition), NOT_LEADER_OR_FOLLOWER (led elsewhere, or leadership lost meanwhile),
+    /// COORDINATOR_LOAD_IN_PROGRESS (still loading; Kafka's handler turns it into NOT_LEADER_OR_FOLLOWER so the
+    /// transaction coordinator retries), else the append's error.
+    pub async fn write_marker(&self, broker: &Arc<Broker>, partition_index: i32, marker: TxnMarker) -> Result<(), i16> {
+        let not_leader = ResponseError::NotLeaderOrFollower.code();
+        let partition = broker.partition(OFFSETS_TOPIC, partition_index).ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+        if partition.leadership().leader != broker.node_id {
+            return Err(not_leader);
+        }
+        let handle = self.shard(broker, partition_index).map_err(|_| not_leader)?;
+        if !handle.loaded.load(Ordering::Acquire) {
+            return Err(ResponseError::CoordinatorLoadInProgress.code());
+        }
+        let (reply, answer) = oneshot::channel();
+        handle.commands.send(Command::Marker { marker, reply }).await.map_err(|_| not_leader)?;
+        answer.await.map_err(|_| not_leader)?
+    }
+
     /// Runs `f` on every shard (ListGroups); an error if any shard is missing or loading.
     pub async fn run_all<R: Send + 'static>(
         &self,
@@ -333,10 +372,10 @@ impl ShardTask {
                     None => std::future::pending().await,
                 }
             };
-            let mut batch = tokio::select! {
+            let first = tokio::select! {
                 command = commands.recv() => match command {
                     None => break,
-                    Some(command) => vec![self.process(&mut shard, command)],
+                    Some(command) => self.process(&mut shard, command),
                 },
                 () = sleep => {
                     let now = now_ms();
@@ -344,14 +383,24 @@ impl ShardTask {
                     for key in self.timers.pop_due(now) {
                         effects.extend(shard.timer(now, key));
                     }
-                    vec![effects]
+                    Step::Effects(effects)
                 }
             };
-            // Group commit: commands already queued are handled now too, so their appends share one fsync.
-            while batch.len() < MAX_COMMANDS_PER_FSYNC {
-                match commands.try_recv() {
-                    Ok(command) => batch.push(self.process(&mut shard, command)),
-                    Err(_) => break,
+            // Group commit: commands already queued are handled now too, so their appends share one fsync. A
+            // marker ends the batch: it is appended after the batch's records are.
+            let mut batch = Vec::new();
+            let mut marker = None;
+            let mut next = Some(first);
+            while let Some(step) = next.take() {
+                match step {
+                    Step::Effects(effects) => batch.push(effects),
+                    Step::Marker(m, reply) => {
+                        marker = Some((m, reply));
+                        break;
+                    }
+                }
+                if batch.len() < MAX_COMMANDS_PER_FSYNC {
+                    next = commands.try_recv().ok().map(|command| self.process(&mut shard, command));
                 }
             }
             if self.broker.strong_count() == 0 {
@@ -359,28 +408,67 @@ impl ShardTask {
             }
             if let Err(e) = self.apply(batch).await {
                 tracing::error!(partition = self.partition.index, error = %e, "appending group records failed; reloading the shard from its log");
-                // Parked requests are answered NOT_COORDINATOR by dropping their senders; clients retry.
-                self.parked.clear();
-                self.timers.clear();
-                shard = self.load().await;
+                shard = self.reload().await;
+            }
+            if let Some((m, reply)) = marker {
+                let _ = reply.send(self.write_marker(&mut shard, &m).await);
             }
         }
     }
 
-    /// Runs one command on the shard, parking its reply channel when the shard will answer later.
-    fn process(&mut self, shard: &mut GroupShard, command: Command) -> Vec<Effect> {
+    /// Drops the shard's parked requests (their handlers answer NOT_COORDINATOR; clients retry) and timers, and
+    /// rebuilds the shard from the log.
+    async fn reload(&mut self) -> GroupShard {
+        self.parked.clear();
+        self.timers.clear();
+        self.load().await
+    }
+
+    /// Appends a transaction marker, waits until it is durable and replicated, then ends the producer's
+    /// transaction in the shard. A failed append wrote nothing, so the shard stays as it is; a failure after it
+    /// reloads the shard from the log, which then has the marker or not, and the transaction coordinator retries
+    /// (a second marker finds no pending offsets and changes nothing).
+    async fn write_marker(&mut self, shard: &mut GroupShard, marker: &TxnMarker) -> Result<(), i16> {
+        let outcome = self.partition.append_marker(marker, now_ms()).map_err(|e| {
+            tracing::warn!(partition = self.partition.index, producer_id = marker.producer_id, error = %e, "appending a transaction marker failed");
+            e.error_code()
+        })?;
+        let end = outcome.last_offset + 1;
+        let durable = async {
+            self.partition.flush_to(end).await?;
+            let deadline = tokio::time::Instant::now() + OFFSETS_COMMIT_TIMEOUT;
+            self.partition.wait_for_replication(end, outcome.leader_epoch, deadline).await
+        }
+        .await;
+        match durable {
+            Ok(()) => {
+                shard.complete_transaction(marker.producer_id, marker.producer_epoch, marker.commit);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(partition = self.partition.index, producer_id = marker.producer_id, error = %e, "a transaction marker did not become durable; reloading the shard from its log");
+                *shard = self.reload().await;
+                Err(e.error_code())
+            }
+        }
+    }
+
+    /// Runs one command on the shard, parking its reply channel when the shard will answer later. A marker
+    /// is handed back: it runs after the effects before it are applied.
+    fn process(&mut self, shard: &mut GroupShard, command: Command) -> Step {
         match command {
             Command::Call { job, reply } => {
                 if self.parked.len() >= MAX_PARKED {
                     tracing::warn!(partition = self.partition.index, "too many parked group requests; refusing one");
-                    return Vec::new(); // dropping `reply` answers NOT_COORDINATOR; the client retries
+                    return Step::Effects(Vec::new()); // dropping `reply` answers NOT_COORDINATOR; the client retries
                 }
                 self.next_request += 1;
                 let id = self.next_request;
                 self.parked.insert(id, reply);
-                job(shard, now_ms(), id)
+                Step::Effects(job(shard, now_ms(), id))
             }
-            Command::Run(run) => run(shard, now_ms()),
+            Command::Run(run) => Step::Effects(run(shard, now_ms())),
+            Command::Marker { marker, reply } => Step::Marker(marker, reply),
         }
     }
 
@@ -392,8 +480,8 @@ impl ShardTask {
         let mut held_replies = Vec::new();
         for effect in batch.into_iter().flatten() {
             match effect {
-                Effect::Append(records) => {
-                    if let Some(appended) = self.append(&records)? {
+                Effect::Append { records, producer } => {
+                    if let Some(appended) = self.append(&records, producer)? {
                         durable_end = Some(appended);
                     }
                 }
@@ -423,8 +511,9 @@ impl ShardTask {
     }
 
     /// Appends records as one batch; returns the offset that must be durable and replicated before dependent
-    /// replies, and the leader epoch of the append.
-    fn append(&self, records: &[GroupRecord]) -> Result<Option<(i64, i32)>, PartitionError> {
+    /// replies, and the leader epoch of the append. A producer's records form a transactional batch without a
+    /// sequence number, as Kafka's coordinator writes them (its own writes are not idempotent-producer retries).
+    fn append(&self, records: &[GroupRecord], producer: Option<TxnProducer>) -> Result<Option<(i64, i32)>, PartitionError> {
         if records.is_empty() {
             return Ok(None);
         }
@@ -434,7 +523,11 @@ impl ShardTask {
             .iter()
             .map(|(key, value)| NewRecord { timestamp_ms: now, key: Some(key), value: value.as_deref(), headers: &[] })
             .collect();
-        let batch = BatchBuilder::new().build(&new_records)?;
+        let builder = match producer {
+            Some(p) => BatchBuilder { transactional: true, ..BatchBuilder::new().producer(p.producer_id, p.producer_epoch, -1) },
+            None => BatchBuilder::new(),
+        };
+        let batch = builder.build(&new_records)?;
         let outcome = self.partition.append(batch, -1, now)?;
         Ok(Some((outcome.last_offset + 1, outcome.leader_epoch)))
     }
@@ -461,16 +554,25 @@ impl ShardTask {
             let before = next;
             for item in batch::split_batches(&data.records) {
                 let Ok((header, bytes)) = item else { break };
-                if header.last_offset() < next || header.is_control() {
-                    next = next.max(header.last_offset() + 1);
+                if header.last_offset() < next {
                     continue;
                 }
+                if header.is_control() {
+                    replay_marker(&mut shard, self.partition.index, &header, bytes);
+                    next = header.last_offset() + 1;
+                    continue;
+                }
+                let producer = header.is_transactional().then_some((header.producer_id, header.producer_epoch));
                 match batch::decode_records(bytes) {
                     Ok(decoded) => {
                         for record in decoded.into_iter().filter(|r| r.offset >= next) {
                             let Some(key) = record.key else { continue };
                             records += 1;
-                            if let Err(e) = shard.replay_bytes(&key, record.value.as_deref()) {
+                            let replayed = match producer {
+                                Some((id, epoch)) => shard.replay_transactional_bytes(id, epoch, &key, record.value.as_deref()),
+                                None => shard.replay_bytes(&key, record.value.as_deref()),
+                            };
+                            if let Err(e) = replayed {
                                 tracing::warn!(partition = self.partition.index, offset = record.offset, error = %e, "skipping an undecodable group record");
                             }
                         }
@@ -500,9 +602,137 @@ impl ShardTask {
     }
 }
 
+/// A control batch read while loading: a commit or abort marker ends its producer's transaction in the shard.
+fn replay_marker(shard: &mut GroupShard, partition: i32, header: &BatchHeader, bytes: &[u8]) {
+    match batch::parse_control_batch(bytes) {
+        Ok(Some(control)) => shard.complete_transaction(header.producer_id, header.producer_epoch, control.commit),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(partition, offset = header.base_offset, error = %e, "skipping an undecodable control batch"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
+    use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+    use kafka_protocol::messages::TxnOffsetCommitRequest;
+    use uuid::Uuid;
+
     use super::*;
+    use crate::group::records::OffsetCommitValue;
+    use crate::group::str_bytes;
+    use crate::log::batch::ControlRecord;
+    use crate::log::{CleanerConfig, LogConfig};
+    use crate::partition::{Leadership, PartitionSettings};
+
+    const GROUP: &str = "g";
+
+    fn open_partition(dir: &tempfile::TempDir, leader: i32) -> Arc<Partition> {
+        let settings = PartitionSettings {
+            log: LogConfig { fsync: false, compact: true, ..LogConfig::default() },
+            cleaner: CleanerConfig::default(),
+            min_insync_replicas: 1,
+        };
+        let isr = if leader == 1 { vec![1] } else { vec![1, 2] };
+        let leadership = Leadership { leader, leader_epoch: 1, partition_epoch: 1, replicas: isr.clone(), isr };
+        Arc::new(Partition::open(dir.path(), OFFSETS_TOPIC, Uuid::nil(), 0, settings, leadership, 1, 0).unwrap())
+    }
+
+    fn task(partition: Arc<Partition>) -> ShardTask {
+        ShardTask {
+            broker: Weak::new(),
+            partition,
+            config: GroupConfig::default(),
+            loaded: Arc::new(AtomicBool::new(false)),
+            parked: HashMap::new(),
+            timers: Timers::default(),
+            next_request: 0,
+        }
+    }
+
+    fn offset(topic: &str, partition: i32, offset: i64) -> GroupRecord {
+        let value = OffsetCommitValue { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 1, expire_timestamp_ms: -1 };
+        GroupRecord::OffsetCommit { group: GROUP.into(), topic: topic.into(), partition, value: Some(value) }
+    }
+
+    /// One batch at `base_offset` as a leader would have written it in epoch 1.
+    fn batch_at(base_offset: i64, records: &[GroupRecord], producer: Option<(i64, i16)>) -> Vec<u8> {
+        let encoded: Vec<_> = records.iter().map(|r| (r.encode_key(), r.encode_value())).collect();
+        let new_records: Vec<NewRecord> = encoded.iter().map(|(k, v)| NewRecord { timestamp_ms: 1, key: Some(k), value: v.as_deref(), headers: &[] }).collect();
+        let builder = match producer {
+            Some((id, epoch)) => BatchBuilder { transactional: true, ..BatchBuilder::new().producer(id, epoch, -1) },
+            None => BatchBuilder::new(),
+        };
+        BatchBuilder { base_offset, partition_leader_epoch: 1, ..builder }.build(&new_records).unwrap()
+    }
+
+    fn marker_at(base_offset: i64, producer_id: i64, commit: bool) -> Vec<u8> {
+        let mut framed = batch::control_batch(producer_id, 0, ControlRecord { commit, coordinator_epoch: 3 }, 1).unwrap();
+        // Neither field is covered by the CRC.
+        framed[batch::field::BASE_OFFSET..][..8].copy_from_slice(&base_offset.to_be_bytes());
+        framed[batch::field::PARTITION_LEADER_EPOCH..][..4].copy_from_slice(&1i32.to_be_bytes());
+        framed
+    }
+
+    fn fetch(shard: &GroupShard, partitions: &[i32], require_stable: bool) -> Vec<(i64, i16)> {
+        let request = OffsetFetchRequestGroup::default()
+            .with_group_id(str_bytes(GROUP).into())
+            .with_topics(Some(vec![OffsetFetchRequestTopics::default().with_name(str_bytes("t").into()).with_partition_indexes(partitions.to_vec())]));
+        shard.offset_fetch(&request, require_stable).topics[0].partitions.iter().map(|p| (p.committed_offset, p.error_code)).collect()
+    }
+
+    #[tokio::test]
+    async fn load_replays_transactional_batches_and_their_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        // A follower's copy of what a coordinator wrote: its log is what a new leader loads.
+        let partition = open_partition(&dir, 2);
+        let mut log = Vec::new();
+        log.extend(batch_at(0, &[offset("t", 0, 5)], None));
+        log.extend(batch_at(1, &[offset("t", 0, 10), offset("t", 1, 11)], Some((7, 0))));
+        log.extend(marker_at(3, 7, true));
+        log.extend(batch_at(4, &[offset("t", 1, 20)], Some((7, 0))));
+        log.extend(marker_at(5, 7, false));
+        log.extend(batch_at(6, &[offset("t", 2, 30)], Some((8, 0))));
+        log.extend(marker_at(7, 9, true)); // a producer without pending offsets here
+        partition.append_replicated(&log, 1, 8, 0, 1).unwrap();
+        assert_eq!(partition.offsets().log_end_offset, 8);
+
+        let mut task = task(partition);
+        let shard = task.load().await;
+        assert!(task.loaded.load(Ordering::Acquire));
+        assert_eq!(fetch(&shard, &[0, 1, 2], false), vec![(10, 0), (11, 0), (-1, 0)]);
+        assert_eq!(fetch(&shard, &[0, 1, 2], true), vec![(10, 0), (11, 0), (-1, ResponseError::UnstableOffsetCommit.code())]);
+        assert_eq!(shard.offsets().pending(8, GROUP, "t", 2).map(|v| v.offset), Some(30));
+    }
+
+    /// The live path end to end on a leader partition: TxnOffsetCommit's transactional batch, then the commit
+    /// marker. Needs the partition side: `Partition::append_marker`, and appends of the coordinator's own
+    /// transactional batches (no sequence number) which `Partition::append` refuses today.
+    #[tokio::test]
+    #[ignore = "needs Partition::append_marker and coordinator transactional appends from the partition side"]
+    async fn txn_offset_commit_then_commit_marker_through_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let partition = open_partition(&dir, 1);
+        let mut task = task(partition.clone());
+        let mut shard = task.load().await;
+        let request = TxnOffsetCommitRequest::default()
+            .with_group_id(str_bytes(GROUP).into())
+            .with_producer_id(7.into())
+            .with_producer_epoch(0)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(str_bytes("t").into())
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(10)])]);
+        let effects = shard.txn_offset_commit(now_ms(), 1, request);
+        task.apply(vec![effects]).await.expect("the transactional batch is appended");
+        assert_eq!(fetch(&shard, &[0], true), vec![(-1, ResponseError::UnstableOffsetCommit.code())]);
+        let marker = TxnMarker { producer_id: 7, producer_epoch: 0, commit: true, coordinator_epoch: 3 };
+        assert_eq!(task.write_marker(&mut shard, &marker).await, Ok(()));
+        assert_eq!(fetch(&shard, &[0], true), vec![(10, 0)]);
+        // And a new leader loading the log agrees.
+        let reloaded = task.load().await;
+        assert_eq!(fetch(&reloaded, &[0], true), vec![(10, 0)]);
+        assert_eq!(partition.offsets().log_end_offset, 2);
+    }
 
     #[test]
     fn timers_replace_and_pop_in_order() {

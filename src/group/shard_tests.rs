@@ -67,7 +67,7 @@ impl Harness {
     fn absorb(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Append(records) => self.log.extend(records),
+                Effect::Append { records, .. } => self.log.extend(records),
                 Effect::Reply { request, reply } => self.replies.push((request, reply)),
                 Effect::ScheduleTimer { key, deadline_ms } => {
                     self.timers.insert(key, deadline_ms);
@@ -213,7 +213,7 @@ impl Harness {
         let request = OffsetFetchRequestGroup::default().with_group_id(str_bytes(group).into()).with_topics(Some(vec![OffsetFetchRequestTopics::default()
             .with_name(str_bytes(topic).into())
             .with_partition_indexes(partitions.to_vec())]));
-        self.shard.offset_fetch(&request)
+        self.shard.offset_fetch(&request, false)
     }
 
     /// A shard rebuilt from everything this one wrote, through the byte codec.
@@ -465,7 +465,7 @@ fn offsets_commit_fetch_delete_and_unknown_groups() {
     assert_eq!(fetched.topics[0].partitions[1].committed_offset, -1);
 
     // All topics (null list).
-    let all = h.shard.offset_fetch(&OffsetFetchRequestGroup::default().with_group_id(str_bytes(GROUP).into()).with_topics(None));
+    let all = h.shard.offset_fetch(&OffsetFetchRequestGroup::default().with_group_id(str_bytes(GROUP).into()).with_topics(None), false);
     assert_eq!(all.topics.len(), 2);
 
     // Members of a generation: checked.

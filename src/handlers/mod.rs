@@ -29,6 +29,7 @@ pub mod heartbeat;
 pub mod leave_group;
 pub mod offset_commit;
 pub mod offset_fetch;
+pub mod txn_offset_commit;
 pub mod describe_groups;
 pub mod list_groups;
 pub mod delete_groups;
@@ -109,6 +110,7 @@ api_table! {
     LeaveGroup => leave_group(LeaveGroupRequest),
     OffsetCommit => offset_commit(OffsetCommitRequest),
     OffsetFetch => offset_fetch(OffsetFetchRequest),
+    TxnOffsetCommit => txn_offset_commit(TxnOffsetCommitRequest),
     DescribeGroups => describe_groups(DescribeGroupsRequest),
     ListGroups => list_groups(ListGroupsRequest),
     DeleteGroups => delete_groups(DeleteGroupsRequest),
@@ -158,7 +160,7 @@ always_replies!(
     OffsetDeleteResponse, ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse,
     AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, WriteTxnMarkersResponse,
     DescribeTransactionsResponse, ListTransactionsResponse,
-    DescribeProducersResponse,
+    DescribeProducersResponse, TxnOffsetCommitResponse,
 );
 
 pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {

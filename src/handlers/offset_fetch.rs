@@ -1,5 +1,7 @@
 //! OffsetFetch: v1-7 ask for one group, v8+ for several (each possibly on another shard). A group that does
-//! not exist answers every partition with offset -1 and no error.
+//! not exist answers every partition with offset -1 and no error. With require_stable (v7+, KIP-447),
+//! partitions whose offset an open transaction is committing answer UNSTABLE_OFFSET_COMMIT and the client
+//! retries; without it they answer the offset committed before the transaction.
 
 use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
 use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponseTopic};
@@ -13,10 +15,11 @@ pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 9 };
 
 pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: OffsetFetchRequest) -> OffsetFetchResponse {
     let version = header.request_api_version;
+    let require_stable = request.require_stable;
     if version >= 8 {
         let mut groups = Vec::with_capacity(request.groups.len());
         for group in request.groups {
-            groups.push(fetch_group(ctx, group).await);
+            groups.push(fetch_group(ctx, group, require_stable).await);
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
@@ -24,7 +27,7 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Offse
         topics.into_iter().map(|t| OffsetFetchRequestTopics::default().with_name(t.name).with_partition_indexes(t.partition_indexes)).collect()
     });
     let group = OffsetFetchRequestGroup::default().with_group_id(request.group_id).with_topics(topics);
-    let answer = fetch_group(ctx, group).await;
+    let answer = fetch_group(ctx, group, require_stable).await;
     let partition_error = if version < 2 { answer.error_code } else { 0 };
     let topics = answer
         .topics
@@ -55,11 +58,11 @@ pub async fn handle(ctx: &RequestContext, header: &RequestHeader, request: Offse
     response
 }
 
-async fn fetch_group(ctx: &RequestContext, group: OffsetFetchRequestGroup) -> OffsetFetchResponseGroup {
+async fn fetch_group(ctx: &RequestContext, group: OffsetFetchRequestGroup, require_stable: bool) -> OffsetFetchResponseGroup {
     let broker = ctx.broker.clone();
     let group_id = group.group_id.clone();
     let key = group_id.to_string();
-    match broker.groups.run(&broker, &key, move |shard, _| (shard.offset_fetch(&group), Vec::new())).await {
+    match broker.groups.run(&broker, &key, move |shard, _| (shard.offset_fetch(&group, require_stable), Vec::new())).await {
         Ok(answer) => answer,
         Err(e) => OffsetFetchResponseGroup::default().with_group_id(group_id).with_error_code(e.error_code()),
     }
