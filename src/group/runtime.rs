@@ -705,11 +705,9 @@ mod tests {
         assert_eq!(shard.offsets().pending(8, GROUP, "t", 2).map(|v| v.offset), Some(30));
     }
 
-    /// The live path end to end on a leader partition: TxnOffsetCommit's transactional batch, then the commit
-    /// marker. Needs the partition side: `Partition::append_marker`, and appends of the coordinator's own
-    /// transactional batches (no sequence number) which `Partition::append` refuses today.
+    /// The live path end to end on a leader partition: TxnOffsetCommit's transactional batch (the coordinator's
+    /// own, without sequence numbers), then the commit marker.
     #[tokio::test]
-    #[ignore = "needs Partition::append_marker and coordinator transactional appends from the partition side"]
     async fn txn_offset_commit_then_commit_marker_through_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let partition = open_partition(&dir, 1);
