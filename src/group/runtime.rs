@@ -528,7 +528,7 @@ impl ShardTask {
             None => BatchBuilder::new(),
         };
         let batch = builder.build(&new_records)?;
-        let outcome = self.partition.append(batch, -1, now)?;
+        let outcome = self.partition.append_from_coordinator(batch, now)?;
         Ok(Some((outcome.last_offset + 1, outcome.leader_epoch)))
     }
 

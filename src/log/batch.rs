@@ -290,7 +290,7 @@ fn validate_records(batch: &[u8], header: &BatchHeader, require_keys: bool, limi
         return Err(invalid("transactional batch without a producer id"));
     }
     // Transactional batches may come without a sequence: the group coordinator writes transactional offset
-    // commits so (Kafka's coordinator origin); they are not de-duplicated.
+    // commits so (Kafka's coordinator origin); the partition refuses them from clients.
     if !header.is_control() && !header.is_transactional() && header.has_producer_id() && header.base_sequence < 0 {
         return Err(invalid(format!("batch with producer id {} has no base sequence", header.producer_id)));
     }

@@ -70,6 +70,13 @@ pub enum PartitionError {
     InvalidTxnState { producer_id: i64 },
 }
 
+/// Who writes a batch: a producer, or a coordinator writing its internal topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Client,
+    Coordinator,
+}
+
 /// Which records a reader may see: up to the high watermark, or up to the last stable offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isolation {
@@ -631,7 +638,16 @@ impl Partition {
     /// Validates and appends one Produce record set. Duplicates of recent idempotent batches are answered
     /// with their original offsets and not appended again.
     pub fn append(&self, records: impl AsRef<[u8]>, acks: i16, now_ms: i64) -> Result<AppendOutcome, PartitionError> {
-        let records = records.as_ref();
+        self.append_from(records.as_ref(), acks, now_ms, Origin::Client)
+    }
+
+    /// A coordinator's own write to its internal topic (acks=all): like [`Partition::append`], but its
+    /// transactional batches (TxnOffsetCommit) carry no sequence numbers, as Kafka's coordinator origin.
+    pub fn append_from_coordinator(&self, records: impl AsRef<[u8]>, now_ms: i64) -> Result<AppendOutcome, PartitionError> {
+        self.append_from(records.as_ref(), -1, now_ms, Origin::Coordinator)
+    }
+
+    fn append_from(&self, records: &[u8], acks: i16, now_ms: i64, origin: Origin) -> Result<AppendOutcome, PartitionError> {
         let (max_message_bytes, require_keys) = {
             let state = self.lock();
             (state.log.config().max_message_bytes, state.log.config().compact)
@@ -642,6 +658,10 @@ impl Partition {
             return Err(PartitionError::BatchCount(batches.len()));
         }
         let header = batches[0];
+        if origin == Origin::Client && header.is_transactional() && header.base_sequence < 0 {
+            // Only a coordinator may skip sequences; a client's transactional batch is de-duplicated like any other.
+            return Err(LogError::InvalidRecord(format!("transactional batch of producer {} has no base sequence", header.producer_id)).into());
+        }
         let (outcome, hw_advanced) = {
             let mut state = self.lock();
             state.check_leader(-1)?;

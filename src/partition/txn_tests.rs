@@ -370,14 +370,15 @@ fn the_group_coordinator_transactional_batches_without_sequence_open_a_transacti
     let dir = tempfile::tempdir().unwrap();
     let p = open_alone(&dir);
     p.append(plain(1), -1, 0).unwrap(); // 0
-    p.append(txn_batch(7, 2, -1, 2), -1, 0).unwrap(); // 1..=2
-    p.append(txn_batch(7, 2, -1, 1), -1, 0).unwrap(); // 3: no sequence, so never a duplicate
+    p.append_from_coordinator(txn_batch(7, 2, -1, 2), 0).unwrap(); // 1..=2
+    p.append_from_coordinator(txn_batch(7, 2, -1, 1), 0).unwrap(); // 3: no sequence, so never a duplicate
     assert_eq!((p.offsets().log_end_offset, lso(&p)), (4, 1));
     assert_eq!(p.producers()[0].current_txn_start_offset, 1);
-    assert!(matches!(p.append(txn_batch(7, 1, -1, 1), -1, 0), Err(PartitionError::Sequence(SequenceError::InvalidProducerEpoch { .. }))));
-    // Only transactional batches may come without a sequence.
+    assert!(matches!(p.append_from_coordinator(txn_batch(7, 1, -1, 1), 0), Err(PartitionError::Sequence(SequenceError::InvalidProducerEpoch { .. }))));
+    // Only a coordinator's transactional batches may come without a sequence.
+    assert!(matches!(p.append(txn_batch(7, 2, -1, 1), -1, 0), Err(PartitionError::Log(LogError::InvalidRecord(_)))));
     let unsequenced = BatchBuilder::new().producer(8, 0, -1).build(&records(1, 0)).unwrap();
-    assert!(matches!(p.append(unsequenced, -1, 0), Err(PartitionError::Log(LogError::InvalidRecord(_)))));
+    assert!(matches!(p.append_from_coordinator(unsequenced, 0), Err(PartitionError::Log(LogError::InvalidRecord(_)))));
     p.append_marker(&marker(7, 2, true, 0), 0).unwrap(); // 4
     assert_eq!(lso(&p), 5);
 }

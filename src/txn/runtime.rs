@@ -327,7 +327,7 @@ impl ShardTask {
             .map(|(key, value)| NewRecord { timestamp_ms: now, key: Some(key), value: value.as_deref(), headers: &[] })
             .collect();
         let batch = BatchBuilder::new().build(&new_records)?;
-        let outcome = self.partition.append(batch, -1, now)?;
+        let outcome = self.partition.append_from_coordinator(batch, now)?;
         let end = outcome.last_offset + 1;
         self.partition.flush_to(end).await?;
         let deadline = tokio::time::Instant::now() + STATE_WRITE_TIMEOUT;
