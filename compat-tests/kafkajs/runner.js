@@ -168,6 +168,102 @@ const commands = {
     }
     return { results };
   },
+
+  // Transactions (used by compat-tests/transactions/test_txn_kafkajs.py).
+  // { topic, transactionalId, offsetsGroup,
+  //   transactions: [{ action: "commit"|"abort", messages: [{ partition, key, value }],
+  //                    offsets: [{ topic, partition, offset }] (optional: sendOffsets to offsetsGroup) }] }
+  // -> { transactions: [{ action, results: [{ partition, errorCode, baseOffset }] }] }
+  // One idempotent transactional producer (maxInFlightRequests 1); each entry is
+  // producer.transaction(), one send, an optional sendOffsets, then commit or abort.
+  transactions: async (kafka, args) => {
+    const producer = kafka.producer({
+      transactionalId: args.transactionalId,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: args.transactionTimeout || 30000,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    await producer.connect(); // InitProducerId with the transactional id
+    const out = [];
+    try {
+      for (const step of args.transactions) {
+        const txn = await producer.transaction();
+        try {
+          const metadata = await txn.send({
+            topic: args.topic,
+            acks: -1,
+            messages: step.messages.map((m) => ({ partition: m.partition, key: m.key, value: m.value })),
+          });
+          if (step.offsets) {
+            const byTopic = {};
+            for (const o of step.offsets) {
+              (byTopic[o.topic] = byTopic[o.topic] || []).push({ partition: o.partition, offset: String(o.offset) });
+            }
+            await txn.sendOffsets({
+              consumerGroupId: args.offsetsGroup,
+              topics: Object.entries(byTopic).map(([topic, partitions]) => ({ topic, partitions })),
+            });
+          }
+          if (step.action === 'commit') await txn.commit();
+          else await txn.abort();
+          out.push({
+            action: step.action,
+            results: metadata.map((r) => ({ partition: r.partition, errorCode: r.errorCode, baseOffset: r.baseOffset })),
+          });
+        } catch (err) {
+          if (txn.isActive()) await txn.abort().catch(() => {});
+          throw err;
+        }
+      }
+    } finally {
+      await producer.disconnect();
+    }
+    return { transactions: out };
+  },
+
+  // { topic, groupId, readUncommitted, count, settleMs, timeoutMs }
+  // -> { messages: [{ partition, offset, key, value }], timedOut }
+  // A group consumer subscribed from the beginning: collects messages until it
+  // has `count`, then keeps consuming for settleMs (anything extra is reported too).
+  consume: async (kafka, args) => {
+    const consumer = kafka.consumer({
+      groupId: args.groupId,
+      readUncommitted: Boolean(args.readUncommitted),
+      sessionTimeout: 6000,
+      heartbeatInterval: 500,
+      maxWaitTimeInMs: 100,
+    });
+    await consumer.connect();
+    const messages = [];
+    let timedOut = false;
+    try {
+      await consumer.subscribe({ topic: args.topic, fromBeginning: true });
+      let reached;
+      const enough = new Promise((resolve) => { reached = resolve; });
+      await consumer.run({
+        eachMessage: async ({ partition, message }) => {
+          messages.push({
+            partition,
+            offset: message.offset,
+            key: message.key === null ? null : message.key.toString(),
+            value: message.value === null ? null : message.value.toString(),
+          });
+          if (messages.length >= args.count) reached();
+        },
+      });
+      let timer;
+      const timeout = new Promise((resolve) => {
+        timer = setTimeout(() => { timedOut = true; resolve(); }, args.timeoutMs || 30000);
+      });
+      await Promise.race([enough, timeout]);
+      clearTimeout(timer); // a pending timer would keep node running after the result
+      if (!timedOut) await new Promise((resolve) => setTimeout(resolve, args.settleMs || 1000));
+    } finally {
+      await consumer.disconnect();
+    }
+    return { messages, timedOut };
+  },
 };
 
 async function main() {
