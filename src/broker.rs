@@ -390,9 +390,17 @@ impl Broker {
             // Bounded, so a controller that stopped answering does not hold up the other partitions' changes; a
             // repeated proposal is harmless (the controller refuses a stale partition epoch).
             let outcome = self.controller.execute_within(command, ISR_PROPOSAL_TIMEOUT).await;
-            match outcome.and_then(|_| self.reconcile()) {
-                Ok(()) => tracing::info!(topic = %partition.topic, partition = partition.index, isr = ?change.new_isr, "ISR changed"),
-                Err(e) => tracing::debug!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change refused"),
+            match outcome {
+                Ok(_) => match self.reconcile() {
+                    Ok(()) => tracing::info!(topic = %partition.topic, partition = partition.index, isr = ?change.new_isr, "ISR changed"),
+                    Err(e) => tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "applying an ISR change failed"),
+                },
+                Err(e) if e.is_alter_partition_refusal() => {
+                    tracing::info!(topic = %partition.topic, partition = partition.index, isr = ?change.new_isr, error = %e, "ISR change refused");
+                    partition.isr_change_refused(&change);
+                }
+                // No answer: the change may still have been committed, so it keeps counting until one comes.
+                Err(e) => tracing::debug!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change not answered"),
             }
         }
     }

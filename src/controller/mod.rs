@@ -20,6 +20,7 @@ pub mod runtime;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::config::{self, BrokerConfig, ConfigError};
@@ -92,6 +93,22 @@ impl ControllerError {
     pub fn is_topic_exists(&self) -> bool {
         use crate::protocol::errors::KafkaCode;
         matches!(self, ControllerError::TopicExists(_)) || matches!(self, ControllerError::Remote { .. } if self.error_code() == 36)
+    }
+
+    /// The controller answered an AlterPartition with a refusal (here or forwarded), as opposed to not answering.
+    pub fn is_alter_partition_refusal(&self) -> bool {
+        const REFUSALS: [ResponseError; 5] = [
+            ResponseError::UnknownTopicOrPartition,
+            ResponseError::NotLeaderOrFollower,
+            ResponseError::FencedLeaderEpoch,
+            ResponseError::InvalidUpdateVersion,
+            ResponseError::IneligibleReplica,
+        ];
+        match self {
+            ControllerError::AlterPartition(_) => true,
+            ControllerError::Remote { code, .. } => REFUSALS.iter().any(|r| r.code() == *code),
+            _ => false,
+        }
     }
 }
 

@@ -100,6 +100,13 @@ impl LeaderState {
     }
 
     /// The log end offset when this leader epoch began.
+    /// The controller refused `change` (not merely failed to answer): it no longer counts in the maximal ISR.
+    pub fn proposal_refused(&mut self, change: &IsrChange) {
+        if self.last_proposal.as_ref().is_some_and(|p| p.change == *change) {
+            self.last_proposal = None;
+        }
+    }
+
     pub fn epoch_start_offset(&self) -> i64 {
         self.epoch_start_offset
     }
@@ -163,11 +170,13 @@ impl LeaderState {
             if new_isr.contains(&r) || leadership.isr.contains(&r) {
                 continue;
             }
-            let caught_up = self
-                .followers
-                .get(&r)
-                .and_then(|f| f.log_end_offset)
-                .is_some_and(|leo| leo >= high_watermark && leo >= self.epoch_start_offset);
+            // Caught up, and still fetching: a replica that died (or was fenced) after catching up keeps its
+            // last position here, and proposing it would hold the HW at that position while the proposal is
+            // pending (the maximal ISR counts it), as Kafka's expansion skips brokers that are not alive.
+            let caught_up = self.followers.get(&r).is_some_and(|f| {
+                now_ms.saturating_sub(f.last_fetch_ms) <= lag_max_ms
+                    && f.log_end_offset.is_some_and(|leo| leo >= high_watermark && leo >= self.epoch_start_offset)
+            });
             if caught_up {
                 new_isr.push(r);
             }
@@ -240,7 +249,8 @@ mod tests {
         assert_eq!(state.isr_change(&l, 5, 5, 10_000, 10_000), change(&[1, 2, 3]));
         // The pending addition bounds the HW at once; replica 2, in the ISR with an unknown LEO, blocks it.
         assert_eq!(state.high_watermark_bound(&l, 5), None);
-        // One millisecond later replica 2 lags: a different proposal is made at once.
+        // One millisecond later replica 2 lags (replica 3 keeps fetching): a different proposal is made at once.
+        state.record_fetch(3, 5, 5, 10_000);
         assert_eq!(state.isr_change(&l, 5, 5, 10_001, 10_000), change(&[1, 3]));
         // The same proposal is not repeated within a second, then it is.
         assert_eq!(state.isr_change(&l, 5, 5, 10_500, 10_000), None);
@@ -261,5 +271,28 @@ mod tests {
         state.record_fetch(2, 10, 10, 20_000);
         assert_eq!(state.isr_change(&l, 10, 3, 20_000, 10_000).map(|c| c.new_isr), Some(vec![1, 2]));
         assert_eq!(state.high_watermark_bound(&l, 10), Some(3), "3 still counts until the controller commits");
+    }
+
+    #[test]
+    fn a_replica_that_stopped_fetching_is_not_added_and_a_refused_addition_stops_counting() {
+        // Replica 3 caught up, then died and was fenced out of the ISR; its last position stays known.
+        let l = leadership(&[1, 2]);
+        let mut state = LeaderState::new(&l, 1, 0, 0);
+        state.record_fetch(3, 10, 10, 1_000);
+        state.record_fetch(2, 10, 10, 1_000);
+        // Within replica.lag.time.max.ms of its last fetch it still looks alive: proposed, and counted.
+        let proposal = state.isr_change(&l, 12, 10, 2_000, 3_000).expect("expansion");
+        assert_eq!(proposal.new_isr, vec![1, 2, 3]);
+        state.record_fetch(2, 12, 12, 2_001);
+        assert_eq!(state.high_watermark_bound(&l, 12), Some(10), "the pending addition holds the HW at 3's position");
+        // The controller refuses it (3 is fenced): the HW is free again.
+        state.proposal_refused(&proposal);
+        assert_eq!(state.high_watermark_bound(&l, 12), Some(12));
+        // Past the lag it is no longer proposed at all, however caught up it once was.
+        assert_eq!(state.isr_change(&l, 12, 12, 4_001, 3_000), None);
+        // A refusal of some other proposal changes nothing.
+        let other = IsrChange { new_isr: vec![1], ..proposal };
+        state.proposal_refused(&other);
+        assert_eq!(state.high_watermark_bound(&l, 12), Some(12));
     }
 }

@@ -442,6 +442,21 @@ impl Partition {
         leader.isr_change(leadership, log_end_offset, high_watermark, now_ms, replica_lag_time_max_ms)
     }
 
+    /// Leader only: the controller refused `change` (a stale epoch, a fenced or unknown replica), so a pending
+    /// expansion stops holding the HW back; the HW may move at once.
+    pub fn isr_change_refused(&self, change: &IsrChange) {
+        let advanced = {
+            let mut state = self.lock();
+            let Role::Leader(leader) = &mut state.role else { return };
+            leader.proposal_refused(change);
+            state.advance_high_watermark()
+        };
+        if advanced {
+            self.wake_fetchers();
+            self.signal_replication();
+        }
+    }
+
     /// acks=all: waits until the HW reaches `end_offset` (everything below it is on every ISR member).
     /// NOT_LEADER_OR_FOLLOWER when leadership moved or the leader epoch changed since the append;
     /// NOT_ENOUGH_REPLICAS_AFTER_APPEND when the HW got there with fewer than min.insync.replicas in the ISR
