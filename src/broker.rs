@@ -59,6 +59,16 @@ pub struct Broker {
     shutting_down: AtomicBool,
 }
 
+/// A coordinator's compacted internal topic and the broker properties that shape it.
+pub struct InternalTopic<'a> {
+    pub name: &'a str,
+    pub partitions_property: &'a str,
+    pub replication_factor_property: &'a str,
+    pub segment_bytes_property: &'a str,
+    /// Its min.insync.replicas (capped at the replication factor); None: the broker default.
+    pub min_insync_replicas_property: Option<&'a str>,
+}
+
 /// How long a single-node broker waits at start for its own registration (a quorum of one elects itself at
 /// once, so this only bounds a broken disk).
 const SINGLE_NODE_REGISTRATION_WAIT: Duration = Duration::from_secs(10);
@@ -234,6 +244,49 @@ impl Broker {
     /// AlterPartitionReassignments for one partition (`None` cancels).
     pub async fn reassign_partition(&self, topic: &str, partition: i32, target: Option<Vec<i32>>) -> Result<(), ControllerError> {
         self.execute(Command::Reassign { topic: topic.to_string(), partition, target }).await.map(drop)
+    }
+
+    /// The partition count of a coordinator's internal topic, creating it first if needed (compacted, its
+    /// replication factor capped at the cluster's size: its voters, or more registered brokers). None while it
+    /// cannot be created: fewer live brokers than that factor (a cluster with brokers down does not create it
+    /// under-replicated; the coordinator answers COORDINATOR_NOT_AVAILABLE until they are back, as Kafka), or
+    /// the controller refused.
+    pub async fn ensure_internal_topic(&self, topic: &InternalTopic<'_>) -> Option<i32> {
+        let name = topic.name;
+        if let Some(found) = self.image().topic(name) {
+            return Some(found.partitions.len() as i32);
+        }
+        let image = self.image();
+        let cluster_size = self.controller.voter_count().max(image.brokers.len()).max(1) as i32;
+        let replication_factor = self.config.get_i32(topic.replication_factor_property).min(cluster_size);
+        let live_brokers = image.live_brokers().count() as i32;
+        if live_brokers < replication_factor {
+            tracing::info!(live_brokers, replication_factor, "not creating {name} until enough brokers are alive");
+            return None;
+        }
+        let mut configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), self.config.get(topic.segment_bytes_property).to_string()),
+        ]);
+        if let Some(property) = topic.min_insync_replicas_property {
+            configs.insert("min.insync.replicas".to_string(), self.config.get_i32(property).min(replication_factor).to_string());
+        }
+        let new_topic = NewTopic {
+            name: name.to_string(),
+            num_partitions: self.config.get_i32(topic.partitions_property),
+            replication_factor,
+            configs,
+            assignments: None,
+        };
+        match self.create_topic(&new_topic, false).await {
+            Ok(()) => tracing::info!(partitions = new_topic.num_partitions, replication_factor, "created {name}"),
+            Err(e) if e.is_topic_exists() => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "creating {name} failed");
+                return None;
+            }
+        }
+        self.image().topic(name).map(|t| t.partitions.len() as i32)
     }
 
     /// Hands out a producer id, asking the controller for a new block when the current one is used up.

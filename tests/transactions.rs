@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Buf;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
@@ -12,11 +12,11 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 mod common;
 
-use common::{start_broker, start_broker_with, Client};
+use common::{producer_batch, start_broker, start_broker_with, BatchProducer, Client};
 
 const TOPIC: &str = "txn-topic";
 
@@ -66,7 +66,8 @@ impl TxnProducer {
 
     /// Produces `values` as one transactional batch; returns (error code, base offset).
     async fn produce(&mut self, client: &mut Client, values: &[&str]) -> (i16, i64) {
-        let batch = transactional_batch(self.producer_id, self.epoch, self.sequence, values);
+        let producer = BatchProducer { id: self.producer_id, epoch: self.epoch, first_sequence: self.sequence, transactional: true };
+        let batch = producer_batch(values, producer);
         let request = ProduceRequest::default()
             .with_transactional_id(Some(TransactionalId(name(&self.id))))
             .with_acks(-1)
@@ -100,31 +101,6 @@ async fn init_producer_id(client: &mut Client, id: &str, timeout_ms: i32) -> Ini
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     client.call(ApiKey::InitProducerId, 4, &request).await
-}
-
-fn transactional_batch(producer_id: i64, epoch: i16, first_sequence: i32, values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, value)| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: first_sequence + i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::from(value.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut out = BytesMut::new();
-    RecordBatchEncoder::encode(&mut out, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
-    out.freeze()
 }
 
 /// Fetches partition 0 from `offset` under `isolation_level` (0 read_uncommitted, 1 read_committed).

@@ -171,7 +171,13 @@ pub(crate) fn offset_commit(
             }
         }
     };
-    let expire_timestamp_ms = if request.retention_time_ms >= 0 { ctx.now_ms + request.retention_time_ms } else { -1 };
+    let commit = CommitRecords {
+        group_id: &group_id,
+        validation,
+        max_metadata_bytes: ctx.config.offset_metadata_max_bytes,
+        now_ms: ctx.now_ms,
+        expire_timestamp_ms: if request.retention_time_ms >= 0 { ctx.now_ms + request.retention_time_ms } else { -1 },
+    };
     let mut records = Vec::new();
     let topics = request
         .topics
@@ -181,26 +187,8 @@ pub(crate) fn offset_commit(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let metadata = p.committed_metadata.as_ref().map(|m| m.as_str()).unwrap_or("");
-                    let error = match validation {
-                        Err(e) => code(e),
-                        Ok(()) if metadata.len() > ctx.config.offset_metadata_max_bytes => code(ResponseError::OffsetMetadataTooLarge),
-                        Ok(()) => {
-                            records.push(GroupRecord::OffsetCommit {
-                                group: group_id.clone(),
-                                topic: topic.name.as_str().to_string(),
-                                partition: p.partition_index,
-                                value: Some(OffsetCommitValue {
-                                    offset: p.committed_offset,
-                                    leader_epoch: p.committed_leader_epoch,
-                                    metadata: metadata.to_string(),
-                                    commit_timestamp_ms: ctx.now_ms,
-                                    expire_timestamp_ms,
-                                }),
-                            });
-                            0
-                        }
-                    };
+                    let metadata = p.committed_metadata.as_ref().map(|m| m.as_str());
+                    let error = commit.partition(topic.name.as_str(), p.partition_index, (p.committed_offset, p.committed_leader_epoch), metadata, &mut records);
                     OffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(error)
                 })
                 .collect();
@@ -210,6 +198,43 @@ pub(crate) fn offset_commit(
     offsets.apply(&records);
     ctx.out.append(records);
     ctx.out.reply(request_id, Reply::OffsetCommit(OffsetCommitResponse::default().with_topics(topics)));
+}
+
+/// The per-partition part of OffsetCommit and TxnOffsetCommit: the partition's error code, and its record
+/// when the commit is accepted.
+pub(crate) struct CommitRecords<'a> {
+    pub group_id: &'a str,
+    /// The group-level check (generation, member); its error answers every partition.
+    pub validation: Result<(), ResponseError>,
+    pub max_metadata_bytes: usize,
+    pub now_ms: i64,
+    pub expire_timestamp_ms: i64,
+}
+
+impl CommitRecords<'_> {
+    /// `position` is (offset, leader epoch).
+    pub fn partition(&self, topic: &str, partition: i32, position: (i64, i32), metadata: Option<&str>, records: &mut Vec<GroupRecord>) -> i16 {
+        let metadata = metadata.unwrap_or("");
+        match self.validation {
+            Err(e) => code(e),
+            Ok(()) if metadata.len() > self.max_metadata_bytes => code(ResponseError::OffsetMetadataTooLarge),
+            Ok(()) => {
+                records.push(GroupRecord::OffsetCommit {
+                    group: self.group_id.to_string(),
+                    topic: topic.to_string(),
+                    partition,
+                    value: Some(OffsetCommitValue {
+                        offset: position.0,
+                        leader_epoch: position.1,
+                        metadata: metadata.to_string(),
+                        commit_timestamp_ms: self.now_ms,
+                        expire_timestamp_ms: self.expire_timestamp_ms,
+                    }),
+                });
+                0
+            }
+        }
+    }
 }
 
 pub(crate) fn offset_fetch(

@@ -19,7 +19,7 @@
 //!   until then the handlers answer COORDINATOR_LOAD_IN_PROGRESS. Records of transactional batches are
 //!   replayed as pending offsets of their producer, markers (control batches) end them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -29,11 +29,11 @@ use tokio::sync::{mpsc, oneshot};
 use kafka_protocol::ResponseError;
 
 use super::{Effect, GroupConfig, GroupRecord, GroupShard, Reply, RequestId, TimerKey, Topics, TxnProducer};
-use crate::broker::{now_ms, Broker};
+use crate::broker::{now_ms, Broker, InternalTopic};
 use crate::config::BrokerConfig;
-use crate::controller::NewTopic;
 use crate::log::batch::{self, BatchBuilder, NewRecord};
 use crate::log::BatchHeader;
+use crate::partition::replay::{replay_to_end, Replayed};
 use crate::partition::{Partition, PartitionError, TxnMarker};
 use crate::protocol::errors::KafkaCode;
 
@@ -46,8 +46,6 @@ const SHARD_QUEUE: usize = 1024;
 const MAX_PARKED: usize = 100_000;
 /// Queued commands handled together before one fsync (group commit inside a shard).
 const MAX_COMMANDS_PER_FSYNC: usize = 256;
-/// Bytes read per step while loading.
-const LOAD_READ_BYTES: usize = 1 << 20;
 
 #[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CoordinatorError {
@@ -115,39 +113,14 @@ impl GroupCoordinator {
 
     /// Partitions of `__consumer_offsets`, creating it if needed.
     pub async fn ensure_topic(&self, broker: &Arc<Broker>) -> Result<i32, CoordinatorError> {
-        if let Some(topic) = broker.image().topic(OFFSETS_TOPIC) {
-            return Ok(topic.partitions.len() as i32);
-        }
-        let mut configs = BTreeMap::new();
-        configs.insert("cleanup.policy".to_string(), "compact".to_string());
-        configs.insert("segment.bytes".to_string(), broker.config.get("offsets.topic.segment.bytes").to_string());
-        // The factor is capped at the cluster's size (its voters, or more registered brokers), so a single node
-        // serves groups with one replica; a cluster with brokers down refuses to create the topic with fewer
-        // replicas than it should have (groups answer COORDINATOR_NOT_AVAILABLE until they are back), as Kafka.
-        let image = broker.image();
-        let cluster_size = broker.controller.voter_count().max(image.brokers.len()).max(1) as i32;
-        let replication_factor = broker.config.get_i32("offsets.topic.replication.factor").min(cluster_size);
-        let live_brokers = image.live_brokers().count() as i32;
-        if live_brokers < replication_factor {
-            tracing::info!(live_brokers, replication_factor, "not creating {OFFSETS_TOPIC} until enough brokers are alive");
-            return Err(CoordinatorError::NotAvailable);
-        }
-        let topic = NewTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            num_partitions: broker.config.get_i32("offsets.topic.num.partitions"),
-            replication_factor,
-            configs,
-            assignments: None,
+        let topic = InternalTopic {
+            name: OFFSETS_TOPIC,
+            partitions_property: "offsets.topic.num.partitions",
+            replication_factor_property: "offsets.topic.replication.factor",
+            segment_bytes_property: "offsets.topic.segment.bytes",
+            min_insync_replicas_property: None,
         };
-        match broker.create_topic(&topic, false).await {
-            Ok(()) => tracing::info!(partitions = topic.num_partitions, replication_factor, "created {OFFSETS_TOPIC}"),
-            Err(e) if e.is_topic_exists() => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "creating {OFFSETS_TOPIC} failed");
-                return Err(CoordinatorError::NotAvailable);
-            }
-        }
-        broker.image().topic(OFFSETS_TOPIC).map(|t| t.partitions.len() as i32).ok_or(CoordinatorError::NotAvailable)
+        broker.ensure_internal_topic(&topic).await.ok_or(CoordinatorError::NotAvailable)
     }
 
     /// Creates the topic if needed and starts (loading) every shard this broker leads.
@@ -538,53 +511,28 @@ impl ShardTask {
         let started = std::time::Instant::now();
         let mut shard = GroupShard::new(self.config.clone());
         let mut records = 0usize;
-        let offsets = self.partition.offsets();
-        let mut next = offsets.log_start_offset;
-        // Up to the log end, as Kafka's coordinator loads: a new leader's log is the partition's truth, and its
-        // high watermark may lag until the followers have fetched again.
-        let end = offsets.log_end_offset;
-        while next < end {
-            let data = match self.partition.read_log(next, LOAD_READ_BYTES, true) {
-                Ok(data) => data,
-                Err(e) => {
-                    tracing::error!(partition = self.partition.index, offset = next, error = %e, "reading {OFFSETS_TOPIC} while loading failed");
-                    break;
+        let index = self.partition.index;
+        let replayed = replay_to_end(&self.partition, |item| match item {
+            Replayed::Control { header, bytes } => replay_marker(&mut shard, index, header, bytes),
+            Replayed::Record { header, record } => {
+                let Some(key) = record.key else { return };
+                records += 1;
+                let replayed = if header.is_transactional() {
+                    shard.replay_transactional_bytes(header.producer_id, header.producer_epoch, &key, record.value.as_deref())
+                } else {
+                    shard.replay_bytes(&key, record.value.as_deref())
+                };
+                if let Err(e) = replayed {
+                    tracing::warn!(partition = index, offset = record.offset, error = %e, "skipping an undecodable group record");
                 }
-            };
-            let before = next;
-            for item in batch::split_batches(&data.records) {
-                let Ok((header, bytes)) = item else { break };
-                if header.last_offset() < next {
-                    continue;
-                }
-                if header.is_control() {
-                    replay_marker(&mut shard, self.partition.index, &header, bytes);
-                    next = header.last_offset() + 1;
-                    continue;
-                }
-                let producer = header.is_transactional().then_some((header.producer_id, header.producer_epoch));
-                match batch::decode_records(bytes) {
-                    Ok(decoded) => {
-                        for record in decoded.into_iter().filter(|r| r.offset >= next) {
-                            let Some(key) = record.key else { continue };
-                            records += 1;
-                            let replayed = match producer {
-                                Some((id, epoch)) => shard.replay_transactional_bytes(id, epoch, &key, record.value.as_deref()),
-                                None => shard.replay_bytes(&key, record.value.as_deref()),
-                            };
-                            if let Err(e) = replayed {
-                                tracing::warn!(partition = self.partition.index, offset = record.offset, error = %e, "skipping an undecodable group record");
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(partition = self.partition.index, offset = header.base_offset, error = %e, "skipping an undecodable batch"),
-                }
-                next = header.last_offset() + 1;
             }
-            if next <= before {
-                break;
+            Replayed::Undecodable { header, error } => {
+                tracing::warn!(partition = index, offset = header.base_offset, %error, "skipping an undecodable batch")
             }
-            tokio::task::yield_now().await;
+        })
+        .await;
+        if let Err(e) = replayed {
+            tracing::error!(partition = index, error = %e, "reading {OFFSETS_TOPIC} while loading failed");
         }
         let effects = shard.load_complete(now_ms());
         for effect in effects {

@@ -18,9 +18,9 @@ use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitRespon
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use kafka_protocol::ResponseError;
 
-use super::offsets::{OffsetStore, StoredOffset};
-use super::records::{GroupRecord, OffsetCommitValue};
-use super::{code, ClassicGroup, Ctx, Group, Reply, RequestId};
+use super::offsets::{CommitRecords, OffsetStore, StoredOffset};
+use super::records::OffsetCommitValue;
+use super::{ClassicGroup, Ctx, Group, Reply, RequestId};
 
 /// Producers whose epoch is remembered after their transactions here ended (for fencing zombies), beyond
 /// those with offsets pending. Past it, a producer's epoch is forgotten when its transaction ends.
@@ -162,6 +162,13 @@ pub(crate) fn txn_offset_commit(
     if validation == Ok(true) {
         groups.insert(group_id.clone(), Group::Classic(ClassicGroup::new(&group_id, ctx.now_ms)));
     }
+    let commit = CommitRecords {
+        group_id: &group_id,
+        validation: validation.map(drop),
+        max_metadata_bytes: ctx.config.offset_metadata_max_bytes,
+        now_ms: ctx.now_ms,
+        expire_timestamp_ms: -1,
+    };
     let mut records = Vec::new();
     let topics = request
         .topics
@@ -171,26 +178,8 @@ pub(crate) fn txn_offset_commit(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let metadata = p.committed_metadata.as_ref().map(|m| m.as_str()).unwrap_or("");
-                    let error = match validation {
-                        Err(e) => code(e),
-                        Ok(_) if metadata.len() > ctx.config.offset_metadata_max_bytes => code(ResponseError::OffsetMetadataTooLarge),
-                        Ok(_) => {
-                            records.push(GroupRecord::OffsetCommit {
-                                group: group_id.clone(),
-                                topic: topic.name.as_str().to_string(),
-                                partition: p.partition_index,
-                                value: Some(OffsetCommitValue {
-                                    offset: p.committed_offset,
-                                    leader_epoch: p.committed_leader_epoch,
-                                    metadata: metadata.to_string(),
-                                    commit_timestamp_ms: ctx.now_ms,
-                                    expire_timestamp_ms: -1,
-                                }),
-                            });
-                            0
-                        }
-                    };
+                    let metadata = p.committed_metadata.as_ref().map(|m| m.as_str());
+                    let error = commit.partition(topic.name.as_str(), p.partition_index, (p.committed_offset, p.committed_leader_epoch), metadata, &mut records);
                     TxnOffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(error)
                 })
                 .collect();

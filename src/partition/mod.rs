@@ -19,6 +19,7 @@
 
 pub mod leader_state;
 pub mod producer_state;
+pub mod replay;
 pub mod txn;
 
 use std::path::Path;

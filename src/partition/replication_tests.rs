@@ -214,7 +214,7 @@ fn only_the_leader_serves_clients() {
 }
 
 /// Copies everything the leader has (up to its LEO) into the follower, as one fetch would.
-fn replicate(leader: &Partition, follower: &Partition, leader_epoch: i32) -> FollowerPosition {
+pub(super) fn replicate(leader: &Partition, follower: &Partition, leader_epoch: i32) -> FollowerPosition {
     let from = follower.offsets().log_end_offset;
     let data = leader.read_log(from, usize::MAX, true).unwrap();
     let offsets = leader.offsets();

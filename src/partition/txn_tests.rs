@@ -4,6 +4,7 @@
 use super::*;
 use crate::log::batch::{BatchBuilder, NewRecord};
 use crate::protocol::errors::KafkaCode;
+use super::replication_tests::replicate;
 
 fn settings(min_insync_replicas: i32) -> PartitionSettings {
     PartitionSettings {
@@ -308,14 +309,6 @@ fn reopened_with_followers_in_the_isr_ended_transactions_stay_unstable_until_the
     assert_eq!((reopened.offsets().high_watermark, lso(&reopened)), (0, 0));
     reopened.record_follower_fetch(2, 2, 1, 0).unwrap();
     assert_eq!(lso(&reopened), 2);
-}
-
-/// Copies everything the leader has (up to its LEO) into the follower, as one fetch would.
-fn replicate(leader: &Partition, follower: &Partition, leader_epoch: i32) -> FollowerPosition {
-    let from = follower.offsets().log_end_offset;
-    let data = leader.read_log(from, usize::MAX, true).unwrap();
-    let offsets = leader.offsets();
-    follower.append_replicated(&data.records, leader_epoch, offsets.high_watermark, offsets.log_start_offset, 0).unwrap()
 }
 
 #[test]

@@ -24,8 +24,6 @@ use kafka_protocol::ResponseError;
 
 use crate::protocol::errors::KafkaCode;
 
-pub use records::TxnLogValue;
-
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
 /// Kafka's `TransactionState`, with its on-disk codes and DescribeTransactions/ListTransactions names.
@@ -135,7 +133,7 @@ pub struct TxnConfig {
     pub id_expiration_ms: i64,
 }
 
-/// Everything known of one transactional id.
+/// Everything known of one transactional id: what `__transaction_state` stores for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxnMetadata {
     pub producer_id: i64,
@@ -150,30 +148,6 @@ pub struct TxnMetadata {
 }
 
 impl TxnMetadata {
-    fn to_value(&self) -> TxnLogValue {
-        TxnLogValue {
-            producer_id: self.producer_id,
-            producer_epoch: self.producer_epoch,
-            timeout_ms: self.timeout_ms,
-            state: self.state,
-            partitions: self.partitions.clone(),
-            last_update_ms: self.last_update_ms,
-            start_ms: self.start_ms,
-        }
-    }
-
-    fn from_value(value: TxnLogValue) -> TxnMetadata {
-        TxnMetadata {
-            producer_id: value.producer_id,
-            producer_epoch: value.producer_epoch,
-            timeout_ms: value.timeout_ms,
-            state: value.state,
-            partitions: value.partitions,
-            last_update_ms: value.last_update_ms,
-            start_ms: value.start_ms,
-        }
-    }
-
     /// Checks a client's producer id and epoch against ours (Kafka's order: id first, then epoch).
     fn check_producer(&self, producer_id: i64, producer_epoch: i16) -> Result<(), TxnError> {
         if self.producer_id != producer_id {
@@ -202,7 +176,7 @@ pub struct MarkerJob {
 #[derive(Debug)]
 pub struct Step<R> {
     pub reply: R,
-    pub write: Option<(String, Option<TxnLogValue>)>,
+    pub write: Option<(String, Option<TxnMetadata>)>,
     pub markers: Option<MarkerJob>,
 }
 
@@ -237,10 +211,10 @@ impl TxnShard {
     }
 
     /// Replays one `__transaction_state` record while loading (None: tombstone).
-    pub fn replay(&mut self, transactional_id: String, value: Option<TxnLogValue>) {
+    pub fn replay(&mut self, transactional_id: String, value: Option<TxnMetadata>) {
         match value {
             Some(value) => {
-                self.txns.insert(transactional_id, TxnMetadata::from_value(value));
+                self.txns.insert(transactional_id, value);
             }
             None => {
                 self.txns.remove(&transactional_id);
@@ -266,8 +240,8 @@ impl TxnShard {
         jobs
     }
 
-    fn write(&self, transactional_id: &str) -> Option<(String, Option<TxnLogValue>)> {
-        Some((transactional_id.to_string(), self.txns.get(transactional_id).map(TxnMetadata::to_value)))
+    fn write(&self, transactional_id: &str) -> Option<(String, Option<TxnMetadata>)> {
+        Some((transactional_id.to_string(), self.txns.get(transactional_id).cloned()))
     }
 
     /// InitProducerId with a transactional id. `expected` is the producer's current id and epoch when it
@@ -413,16 +387,18 @@ impl TxnShard {
         Step { reply: (), write: self.write(&job.transactional_id), markers: None }
     }
 
+    /// The transactional ids whose metadata satisfies `condition`, in order (so records are written in a
+    /// deterministic order).
+    fn ids_where(&self, condition: impl Fn(&TxnMetadata) -> bool) -> Vec<String> {
+        let mut ids: Vec<String> = self.txns.iter().filter(|(_, t)| condition(t)).map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
     /// Transactions open longer than their timeout are aborted under a bumped epoch, which fences the producer
     /// that let it time out (Kafka's abortTimedOutTransactions).
     pub fn abort_timed_out(&mut self, now_ms: i64) -> Vec<Step<()>> {
-        let mut expired: Vec<String> = self
-            .txns
-            .iter()
-            .filter(|(_, t)| t.state == TxnState::Ongoing && t.start_ms.saturating_add(i64::from(t.timeout_ms)) < now_ms)
-            .map(|(id, _)| id.clone())
-            .collect();
-        expired.sort();
+        let expired = self.ids_where(|t| t.state == TxnState::Ongoing && t.start_ms.saturating_add(i64::from(t.timeout_ms)) < now_ms);
         let mut steps = Vec::with_capacity(expired.len());
         for id in expired {
             let Some(txn) = self.txns.get_mut(&id) else { continue };
@@ -440,14 +416,7 @@ impl TxnShard {
     /// Transactional ids idle (no transaction) for transactional.id.expiration.ms are forgotten: tombstones.
     pub fn expire_ids(&mut self, now_ms: i64) -> Vec<Step<()>> {
         let expiration = self.config.id_expiration_ms;
-        let mut expired: Vec<String> = self
-            .txns
-            .iter()
-            .filter(|(_, t)| t.state.is_complete_or_empty() && t.last_update_ms.saturating_add(expiration) < now_ms)
-            .map(|(id, _)| id.clone())
-            .collect();
-        expired.sort();
-        expired
+        self.ids_where(|t| t.state.is_complete_or_empty() && t.last_update_ms.saturating_add(expiration) < now_ms)
             .into_iter()
             .map(|id| {
                 self.txns.remove(&id);

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use super::TxnState;
+use super::{TxnMetadata, TxnState};
 
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum TxnRecordError {
@@ -22,18 +22,6 @@ pub enum TxnRecordError {
     Invalid(&'static str),
     #[error("__transaction_state record: unsupported {what} version {version}")]
     UnsupportedVersion { what: &'static str, version: i16 },
-}
-
-/// What `__transaction_state` holds for one transactional id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TxnLogValue {
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub timeout_ms: i32,
-    pub state: TxnState,
-    pub partitions: BTreeSet<(String, i32)>,
-    pub last_update_ms: i64,
-    pub start_ms: i64,
 }
 
 const KEY_VERSION: i16 = 0;
@@ -46,7 +34,7 @@ pub fn encode_key(transactional_id: &str) -> Vec<u8> {
     out
 }
 
-pub fn encode_value(value: &TxnLogValue) -> Vec<u8> {
+pub fn encode_value(value: &TxnMetadata) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(&VALUE_VERSION.to_be_bytes());
     out.extend_from_slice(&value.producer_id.to_be_bytes());
@@ -83,7 +71,7 @@ pub fn decode_key(key: &[u8]) -> Result<String, TxnRecordError> {
     reader.string("transactional id")
 }
 
-pub fn decode_value(value: &[u8]) -> Result<TxnLogValue, TxnRecordError> {
+pub fn decode_value(value: &[u8]) -> Result<TxnMetadata, TxnRecordError> {
     let mut r = Reader { buf: value };
     let version = r.i16("value version")?;
     let flexible = match version {
@@ -113,7 +101,7 @@ pub fn decode_value(value: &[u8]) -> Result<TxnLogValue, TxnRecordError> {
     if flexible {
         r.skip_tagged_fields()?;
     }
-    Ok(TxnLogValue { producer_id, producer_epoch, timeout_ms, state, partitions, last_update_ms, start_ms })
+    Ok(TxnMetadata { producer_id, producer_epoch, timeout_ms, state, partitions, last_update_ms, start_ms })
 }
 
 fn put_string(out: &mut Vec<u8>, s: &str) {
@@ -210,8 +198,8 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn sample() -> TxnLogValue {
-        TxnLogValue {
+    fn sample() -> TxnMetadata {
+        TxnMetadata {
             producer_id: 4000,
             producer_epoch: 3,
             timeout_ms: 60_000,

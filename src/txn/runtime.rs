@@ -26,12 +26,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::markers::{self, Delivery, MarkerClients};
-use super::records::{self, TxnLogValue};
-use super::{MarkerJob, Step, TxnConfig, TxnError, TxnShard, TRANSACTION_STATE_TOPIC};
-use crate::broker::{now_ms, Broker};
+use super::records;
+use super::{MarkerJob, Step, TxnConfig, TxnError, TxnMetadata, TxnShard, TRANSACTION_STATE_TOPIC};
+use crate::broker::{now_ms, Broker, InternalTopic};
 use crate::config::BrokerConfig;
-use crate::controller::NewTopic;
-use crate::log::batch::{self, BatchBuilder, NewRecord};
+use crate::log::batch::{BatchBuilder, NewRecord};
+use crate::partition::replay::{replay_to_end, Replayed};
 use crate::partition::{Partition, PartitionError, TxnMarker};
 
 /// How long a `__transaction_state` write waits for the in-sync replicas.
@@ -39,7 +39,6 @@ const STATE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const SHARD_QUEUE: usize = 1024;
 /// Jobs handled together before one fsync (group commit inside a shard).
 const MAX_JOBS_PER_FSYNC: usize = 256;
-const LOAD_READ_BYTES: usize = 1 << 20;
 /// Pause between marker attempts for the partitions that still lack one, growing to the maximum.
 const MARKER_RETRY_BACKOFF: Duration = Duration::from_millis(50);
 const MARKER_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -52,19 +51,23 @@ pub fn txn_config(config: &BrokerConfig) -> TxnConfig {
     }
 }
 
+/// Sends a job's answer back to its handler: the operation's result, or the error that kept it from being
+/// written.
+type SendReply<R> = Box<dyn FnOnce(Result<R, TxnError>) + Send>;
+
 /// What a job produced: records to write, the reply to send once they are durable, markers to send after.
 struct Output {
-    writes: Vec<(String, Option<TxnLogValue>)>,
-    reply: Option<Box<dyn FnOnce(Result<(), TxnError>) + Send>>,
+    writes: Vec<(String, Option<TxnMetadata>)>,
+    reply: Option<SendReply<()>>,
     markers: Vec<MarkerJob>,
 }
 
 impl Output {
-    fn from_step<R: Send + 'static>(step: Step<R>, reply: Option<Box<dyn FnOnce(Result<R, TxnError>) + Send>>) -> Output {
+    fn from_step<R: Send + 'static>(step: Step<R>, reply: Option<SendReply<R>>) -> Output {
         let Step { reply: value, write, markers } = step;
         Output {
             writes: write.into_iter().collect(),
-            reply: reply.map(|send| -> Box<dyn FnOnce(Result<(), TxnError>) + Send> { Box::new(move |written| send(written.map(|()| value))) }),
+            reply: reply.map(|send| -> SendReply<()> { Box::new(move |written| send(written.map(|()| value))) }),
             markers: markers.into_iter().collect(),
         }
     }
@@ -93,39 +96,14 @@ impl TxnCoordinator {
 
     /// Partitions of `__transaction_state`, creating it if needed.
     pub async fn ensure_topic(&self, broker: &Arc<Broker>) -> Result<i32, TxnError> {
-        if let Some(topic) = broker.image().topic(TRANSACTION_STATE_TOPIC) {
-            return Ok(topic.partitions.len() as i32);
-        }
-        let image = broker.image();
-        let cluster_size = broker.controller.voter_count().max(image.brokers.len()).max(1) as i32;
-        let replication_factor = broker.config.get_i32("transaction.state.log.replication.factor").min(cluster_size);
-        let live_brokers = image.live_brokers().count() as i32;
-        if live_brokers < replication_factor {
-            tracing::info!(live_brokers, replication_factor, "not creating {TRANSACTION_STATE_TOPIC} until enough brokers are alive");
-            return Err(TxnError::NotAvailable);
-        }
-        let min_isr = broker.config.get_i32("transaction.state.log.min.isr").min(replication_factor);
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), broker.config.get("transaction.state.log.segment.bytes").to_string()),
-            ("min.insync.replicas".to_string(), min_isr.to_string()),
-        ]);
-        let topic = NewTopic {
-            name: TRANSACTION_STATE_TOPIC.to_string(),
-            num_partitions: broker.config.get_i32("transaction.state.log.num.partitions"),
-            replication_factor,
-            configs,
-            assignments: None,
+        let topic = InternalTopic {
+            name: TRANSACTION_STATE_TOPIC,
+            partitions_property: "transaction.state.log.num.partitions",
+            replication_factor_property: "transaction.state.log.replication.factor",
+            segment_bytes_property: "transaction.state.log.segment.bytes",
+            min_insync_replicas_property: Some("transaction.state.log.min.isr"),
         };
-        match broker.create_topic(&topic, false).await {
-            Ok(()) => tracing::info!(partitions = topic.num_partitions, replication_factor, "created {TRANSACTION_STATE_TOPIC}"),
-            Err(e) if e.is_topic_exists() => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "creating {TRANSACTION_STATE_TOPIC} failed");
-                return Err(TxnError::NotAvailable);
-            }
-        }
-        broker.image().topic(TRANSACTION_STATE_TOPIC).map(|t| t.partitions.len() as i32).ok_or(TxnError::NotAvailable)
+        broker.ensure_internal_topic(&topic).await.ok_or(TxnError::NotAvailable)
     }
 
     /// Starts (loading) every shard this broker leads, when `__transaction_state` exists (at broker start
@@ -196,7 +174,7 @@ impl TxnCoordinator {
         let handle = self.ready_shard(broker, transactional_id).await?;
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |shard, now| {
-            let send: Box<dyn FnOnce(Result<Result<R, TxnError>, TxnError>) + Send> = Box::new(move |result| {
+            let send: SendReply<Result<R, TxnError>> = Box::new(move |result| {
                 let _ = reply.send(result.and_then(|r| r));
             });
             Output::from_step(operation(shard, now), Some(send))
@@ -315,7 +293,7 @@ impl ShardTask {
     }
 
     /// Appends the records as one batch and waits until they are durable and on every in-sync replica.
-    async fn write(&self, writes: &[(String, Option<TxnLogValue>)]) -> Result<(), PartitionError> {
+    async fn write(&self, writes: &[(String, Option<TxnMetadata>)]) -> Result<(), PartitionError> {
         if writes.is_empty() {
             return Ok(());
         }
@@ -350,48 +328,28 @@ impl ShardTask {
         let started = std::time::Instant::now();
         let mut shard = TxnShard::new(self.config.clone());
         let mut records_read = 0usize;
-        let offsets = self.partition.offsets();
-        let mut next = offsets.log_start_offset;
-        while next < offsets.log_end_offset {
-            let data = match self.partition.read_log(next, LOAD_READ_BYTES, true) {
-                Ok(data) => data,
-                Err(e) => {
-                    tracing::error!(partition = self.partition.index, offset = next, error = %e, "reading {TRANSACTION_STATE_TOPIC} while loading failed");
-                    break;
-                }
-            };
-            let before = next;
-            for item in batch::split_batches(&data.records) {
-                let Ok((header, bytes)) = item else { break };
-                if header.last_offset() < next || header.is_control() {
-                    next = next.max(header.last_offset() + 1);
-                    continue;
-                }
-                match batch::decode_records(bytes) {
-                    Ok(decoded) => {
-                        for record in decoded.into_iter().filter(|r| r.offset >= next) {
-                            let Some(key) = record.key else { continue };
-                            let replayed = records::decode_key(&key).and_then(|id| {
-                                let value = record.value.as_deref().map(records::decode_value).transpose()?;
-                                Ok((id, value))
-                            });
-                            match replayed {
-                                Ok((id, value)) => {
-                                    records_read += 1;
-                                    shard.replay(id, value);
-                                }
-                                Err(e) => tracing::warn!(partition = self.partition.index, offset = record.offset, error = %e, "skipping an undecodable transaction record"),
-                            }
-                        }
+        let index = self.partition.index;
+        let replayed = replay_to_end(&self.partition, |item| match item {
+            // Markers live in the data partitions, never here.
+            Replayed::Control { .. } => {}
+            Replayed::Record { record, .. } => {
+                let Some(key) = record.key else { return };
+                let decoded = records::decode_key(&key).and_then(|id| Ok((id, record.value.as_deref().map(records::decode_value).transpose()?)));
+                match decoded {
+                    Ok((id, value)) => {
+                        records_read += 1;
+                        shard.replay(id, value);
                     }
-                    Err(e) => tracing::warn!(partition = self.partition.index, offset = header.base_offset, error = %e, "skipping an undecodable batch"),
+                    Err(e) => tracing::warn!(partition = index, offset = record.offset, error = %e, "skipping an undecodable transaction record"),
                 }
-                next = header.last_offset() + 1;
             }
-            if next <= before {
-                break;
+            Replayed::Undecodable { header, error } => {
+                tracing::warn!(partition = index, offset = header.base_offset, %error, "skipping an undecodable batch")
             }
-            tokio::task::yield_now().await;
+        })
+        .await;
+        if let Err(e) = replayed {
+            tracing::error!(partition = index, error = %e, "reading {TRANSACTION_STATE_TOPIC} while loading failed");
         }
         for job in shard.pending_markers() {
             self.spawn_markers(job);

@@ -9,7 +9,7 @@ fn parts(list: &[(&str, i32)]) -> Vec<(String, i32)> {
 }
 
 /// Replays every written record into a fresh shard, as a reload would.
-fn reloaded(writes: &[(String, Option<TxnLogValue>)]) -> TxnShard {
+fn reloaded(writes: &[(String, Option<TxnMetadata>)]) -> TxnShard {
     let mut fresh = shard();
     for (id, value) in writes {
         // Through the codec, as the runtime stores them.
@@ -97,7 +97,7 @@ fn producer_id_and_epoch_checks() {
 fn exhausted_epochs_rotate_the_producer_id() {
     let mut s = shard();
     s.init_producer_id("t", 1000, None, 5, 0);
-    let mut value = s.get("t").expect("txn").to_value();
+    let mut value = s.get("t").expect("txn").clone();
     value.producer_epoch = i16::MAX - 1;
     s.replay("t".into(), Some(value));
     assert_eq!(s.init_producer_id("t", 1000, None, 99, 1).reply, Ok((99, 0)));
@@ -129,7 +129,7 @@ fn idle_transactional_ids_expire_as_tombstones() {
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].write, Some(("idle".to_string(), None)));
     assert!(s.get("idle").is_none() && s.get("busy").is_some());
-    let mut log = vec![(String::from("idle"), Some(TxnLogValue {
+    let mut log = vec![(String::from("idle"), Some(TxnMetadata {
         producer_id: 1,
         producer_epoch: 0,
         timeout_ms: 1000,

@@ -96,23 +96,42 @@ impl Client {
     }
 }
 
+/// A producer's fields for [`producer_batch`].
+#[derive(Clone, Copy, Debug)]
+pub struct BatchProducer {
+    pub id: i64,
+    pub epoch: i16,
+    pub first_sequence: i32,
+    pub transactional: bool,
+}
+
 /// One uncompressed v2 batch of `values` keyed `key-0`, `key-1`, ...
 pub fn record_batch(values: &[&str]) -> Bytes {
+    encode_batch(values, None)
+}
+
+/// As [`record_batch`], written by an idempotent or transactional producer.
+pub fn producer_batch(values: &[&str], producer: BatchProducer) -> Bytes {
+    encode_batch(values, Some(producer))
+}
+
+fn encode_batch(values: &[&str], producer: Option<BatchProducer>) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
         .map(|(i, value)| Record {
-            transactional: false,
+            transactional: producer.is_some_and(|p| p.transactional),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: producer.map_or(-1, |p| p.id),
+            producer_epoch: producer.map_or(-1, |p| p.epoch),
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder starts a new batch unless offset - sequence is constant, and a produce request
-            // carries exactly one batch per partition; the first sequence (-1) is the batch's: none.
-            sequence: i as i32 - 1,
+            // carries exactly one batch per partition; without a producer the first sequence (-1) is the
+            // batch's: none.
+            sequence: producer.map_or(-1, |p| p.first_sequence) + i as i32,
             timestamp: 1_700_000_000_000 + i as i64,
             key: Some(Bytes::from(format!("key-{i}"))),
             value: Some(Bytes::from(value.to_string())),
