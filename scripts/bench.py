@@ -328,6 +328,21 @@ def transactions_throughput(bootstrap: str, topic: str, transactions: int, recor
     return TransactionRun(transactions, records, records * record_bytes, elapsed, sorted(commit_ms))
 
 
+def transaction_rows(bootstrap: str, topic: str, args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    """Back-to-back transactions into `topic` (one partition), then a
+    read_committed consume of them: the table rows."""
+    log(f"transactions: {args.transactions} x {args.records_per_transaction} records, then read_committed")
+    txns = transactions_throughput(bootstrap, topic, args.transactions, args.records_per_transaction, args.record_bytes)
+    committed = consume_throughput(bootstrap, topic, 1, txns.records)
+    commit_ms = " / ".join(f"{percentile(txns.commit_ms, q):.2f}" for q in (0.50, 0.99))
+    return [
+        (f"transactions of {args.records_per_transaction} x {args.record_bytes} B, one producer (confluent-kafka)",
+         f"{txns.transactions_s:.0f} txn/s, {txns.mb_s:.0f} MB/s; commit p50 / p99 {commit_ms} ms", "", ""),
+        ("read_committed consume of those transactions (confluent-kafka)",
+         f"{committed.mb_s:.0f} MB/s, {committed.records_s:,.0f} rec/s", "", ""),
+    ]
+
+
 def consume_throughput(bootstrap: str, topic: str, partitions: int, records: int) -> Throughput:
     consumer = Consumer(
         {
@@ -902,23 +917,9 @@ def run_cluster(args: argparse.Namespace, perf: RdkafkaPerformance | None, clien
         ))
         rows.append(("CPU during consume", consume_cpu.describe(), "", ""))
 
-        log(f"transactions: {args.transactions} x {args.records_per_transaction} records, then read_committed")
         txn_topic = f"bench-transactions-{suffix}"
-        create_topic(bootstrap, txn_topic, 1)
-        txns = transactions_throughput(bootstrap, txn_topic, args.transactions, args.records_per_transaction,
-                                       args.record_bytes)
-        rows.append((
-            f"transactions of {args.records_per_transaction} x {args.record_bytes} B, one producer (confluent-kafka)",
-            f"{txns.transactions_s:.0f} txn/s, {txns.mb_s:.0f} MB/s; commit p50 / p99 "
-            + " / ".join(f"{percentile(txns.commit_ms, q):.2f}" for q in (0.50, 0.99)) + " ms",
-            "", "",
-        ))
-        committed = consume_throughput(bootstrap, txn_topic, 1, txns.records)
-        rows.append((
-            "read_committed consume of those transactions (confluent-kafka)",
-            f"{committed.mb_s:.0f} MB/s, {committed.records_s:,.0f} rec/s",
-            "", "",
-        ))
+        create_replicated_topic(bootstrap, txn_topic, 1, args.cluster, min(2, args.cluster))
+        rows.extend(transaction_rows(bootstrap, txn_topic, args))
 
         after = cluster_metadata(addresses, [throughput_topic]).topics.get(throughput_topic)
         rows.append(("throughput topic (idempotent run) after the runs",
@@ -1139,6 +1140,10 @@ def main() -> int:
             "", "",
         ))
         rows.append(("CPU during consume", consume_cpu.describe(), "", ""))
+
+        txn_topic = f"bench-transactions-{suffix}"
+        create_topic(bootstrap, txn_topic, 1)
+        rows.extend(transaction_rows(bootstrap, txn_topic, args))
 
         delay_ms = group_initial_delay_ms(bootstrap)
         log(f"first assignment of a new group's member ({args.group_runs} groups, initial delay {delay_ms} ms)")
