@@ -22,9 +22,11 @@
 //!    renamed into place. [`recover_interrupted_swaps`] runs on open: a committed swap is finished, an
 //!    uncommitted one rolled back.
 //!
-//! Never touched: the active segment, control batches, and — until transactions exist — every transactional
-//! batch (its records neither supersede older records nor are removed, and a tombstone is kept while a
-//! transactional record of its key is retained before it). The log start offset never moves because of
+//! Never touched: the active segment, control batches, and every transactional batch (its records neither
+//! supersede older records nor are removed, and a tombstone is kept while a transactional record of its key is
+//! retained before it). Kafka's cleaner also removes aborted transactions' records and, later, their markers;
+//! keeping them costs space only: readers skip them by the aborted-transaction index, and the group
+//! coordinator's load drops aborted offset commits by their markers. The log start offset never moves because of
 //! compaction, even when the first segment comes out empty.
 
 use std::collections::{HashMap, HashSet};
