@@ -145,6 +145,10 @@ pub struct TxnMetadata {
     pub last_update_ms: i64,
     /// When the current transaction began (-1: none).
     pub start_ms: i64,
+    /// The epoch before the last re-initialisation that named its epoch (KIP-360), so that a retry of it whose
+    /// answer was lost gets the same answer instead of PRODUCER_FENCED. In memory only (-1 after a reload and
+    /// not written to __transaction_state), as Kafka's lastProducerEpoch.
+    pub previous_epoch: i16,
 }
 
 impl TxnMetadata {
@@ -268,14 +272,19 @@ impl TxnShard {
                 partitions: BTreeSet::new(),
                 last_update_ms: now_ms,
                 start_ms: -1,
+                previous_epoch: -1,
             };
             self.txns.insert(transactional_id.to_string(), txn);
             return Step { reply: Ok((fresh_producer_id, 0)), write: self.write(transactional_id), markers: None };
         };
         if let Some((producer_id, epoch)) = expected {
             // A producer re-initialising after an error must still own the id (not fenced meanwhile).
-            if producer_id != txn.producer_id || epoch != txn.producer_epoch {
+            if producer_id != txn.producer_id {
                 return Step::reply(Err(TxnError::ProducerFenced));
+            }
+            if epoch != txn.producer_epoch {
+                let retried = epoch == txn.previous_epoch && epoch >= 0 && txn.state == TxnState::Empty;
+                return Step::reply(if retried { Ok((txn.producer_id, txn.producer_epoch)) } else { Err(TxnError::ProducerFenced) });
             }
         }
         match txn.state {
@@ -290,6 +299,7 @@ impl TxnShard {
                 Step { reply: Err(TxnError::ConcurrentTransactions), write: self.write(transactional_id), markers }
             }
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort | TxnState::Dead => {
+                txn.previous_epoch = if expected.is_some() { txn.producer_epoch } else { -1 };
                 if epoch_exhausted(txn.producer_epoch) {
                     txn.producer_id = fresh_producer_id;
                     txn.producer_epoch = 0;

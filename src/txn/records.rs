@@ -101,7 +101,7 @@ pub fn decode_value(value: &[u8]) -> Result<TxnMetadata, TxnRecordError> {
     if flexible {
         r.skip_tagged_fields()?;
     }
-    Ok(TxnMetadata { producer_id, producer_epoch, timeout_ms, state, partitions, last_update_ms, start_ms })
+    Ok(TxnMetadata { producer_id, producer_epoch, timeout_ms, state, partitions, last_update_ms, start_ms, previous_epoch: -1 })
 }
 
 fn put_string(out: &mut Vec<u8>, s: &str) {
@@ -207,6 +207,7 @@ mod tests {
             partitions: [("a".to_string(), 0), ("a".to_string(), 2), ("b".to_string(), 1)].into_iter().collect(),
             last_update_ms: 1_700_000_000_123,
             start_ms: 1_700_000_000_000,
+            previous_epoch: -1,
         }
     }
 

@@ -86,9 +86,17 @@ fn producer_id_and_epoch_checks() {
     // Timeouts are bounded by transaction.max.timeout.ms.
     assert_eq!(s.init_producer_id("t", 0, None, 5, 0).reply, Err(TxnError::InvalidTransactionTimeout));
     assert_eq!(s.init_producer_id("t", 900_001, None, 5, 0).reply, Err(TxnError::InvalidTransactionTimeout));
-    // KIP-360: re-initialising with the current id and epoch bumps it; a stale pair is fenced.
+    // KIP-360: re-initialising with the current id and epoch bumps it; a retry of that call (its answer lost)
+    // gets the same answer, an older pair is fenced, and so is the retry once the epoch moved on again.
     assert_eq!(s.init_producer_id("t", 1000, Some((5, 0)), 6, 1).reply, Ok((5, 1)));
+    let retry = s.init_producer_id("t", 1000, Some((5, 0)), 6, 1);
+    assert_eq!((retry.reply, retry.write), (Ok((5, 1)), None));
+    assert_eq!(s.init_producer_id("t", 1000, Some((5, 1)), 6, 1).reply, Ok((5, 2)));
     assert_eq!(s.init_producer_id("t", 1000, Some((5, 0)), 6, 1).reply, Err(TxnError::ProducerFenced));
+    assert_eq!(s.init_producer_id("t", 1000, Some((9, 2)), 6, 1).reply, Err(TxnError::ProducerFenced));
+    // Without an expected pair (a new producer instance) the previous epoch is forgotten: 2 is fenced for good.
+    assert_eq!(s.init_producer_id("t", 1000, None, 6, 1).reply, Ok((5, 3)));
+    assert_eq!(s.init_producer_id("t", 1000, Some((5, 2)), 6, 1).reply, Err(TxnError::ProducerFenced));
     assert_eq!(TxnError::ProducerFenced.code_for(1, 2), ResponseError::InvalidProducerEpoch.code());
     assert_eq!(TxnError::ProducerFenced.code_for(2, 2), ResponseError::ProducerFenced.code());
 }
@@ -137,6 +145,7 @@ fn idle_transactional_ids_expire_as_tombstones() {
         partitions: BTreeSet::new(),
         last_update_ms: 0,
         start_ms: -1,
+        previous_epoch: -1,
     }))];
     log.extend(steps.into_iter().filter_map(|s| s.write));
     assert!(reloaded(&log).get("idle").is_none());
