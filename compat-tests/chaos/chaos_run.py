@@ -15,9 +15,18 @@ every partition and the checker (chaos_checker.py).
 - Windows with fewer than min.insync.replicas brokers alive (running, not
   paused, not isolated) are tracked for the checker.
 
-Short form: test_chaos.py (every fault once, ~60-80 s). Long form:
-`scripts/chaos [--seed N] [--duration S]`, or
-`python chaos/chaos_run.py --seed N --duration S` from compat-tests/.
+The transactional workload (--transactions, ChaosConfig.transactions):
+transactional producers (TxnWorker) instead, a seeded fraction of their
+transactions aborted on purpose, each transaction's outcome recorded as
+committed / aborted / unknown; one more fault kind, kill_coordinator (kill -9
+of the node FindCoordinator names for a transactional.id); at the end the
+last stable offset must reach the high watermark everywhere, and the
+read_committed and read_uncommitted logs go to check_transactions. See
+README.md in this folder.
+
+Short forms: test_chaos.py (every fault once, ~60-80 s; transactional ~25-40 s).
+Long form: `scripts/chaos [--transactions] [--seed N] [--duration S]`, or
+`python chaos/chaos_run.py [--transactions] --seed N --duration S` from compat-tests/.
 """
 
 from __future__ import annotations
@@ -36,10 +45,32 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # harness
 sys.path.insert(0, str(HERE))
 
-from chaos_checker import Ack, Attempt, Failure, Report, Window, check, encode_value  # noqa: E402
+sys.path.insert(0, str(HERE.parent / "transactions"))  # txn_wire: FindCoordinator, DescribeTransactions
+
+from chaos_checker import (  # noqa: E402
+    ABORTED,
+    COMMITTED,
+    UNKNOWN,
+    Ack,
+    Attempt,
+    Failure,
+    Report,
+    Txn,
+    TxnAck,
+    TxnReport,
+    Window,
+    check,
+    check_transactions,
+    encode_txn_value,
+    encode_value,
+)
 from harness.cluster import Cluster, ClusterError  # noqa: E402
 
 FAULT_KINDS = ("kill_leader", "pause", "isolate", "kill_two", "rolling_restart")
+# --transactions: also kill -9 the node FindCoordinator names as a transactional.id's coordinator
+TXN_FAULT_KINDS = FAULT_KINDS + ("kill_coordinator",)
+# The coordinator aborts a transaction soon after its transaction.timeout.ms (default: every 10 s)
+TXN_BROKER_PROPS = {"transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000"}
 
 
 @dataclass
@@ -77,6 +108,29 @@ class ChaosConfig:
     network: str = "auto"
     client_debug: str = ""  # librdkafka debug contexts for the producers (e.g. "eos,msg"), logged to librdkafka.log
     broker_props: dict = field(default_factory=dict)
+    # The transactional workload (--transactions): instead of the idempotent producers, txn_producers
+    # transactional producers (transactional.id chaos-txn-<seed>-<i>), each running transactions of
+    # txn_records records on random partitions; a seeded txn_abort_fraction is aborted on purpose.
+    transactions: bool = False
+    txn_producers: int = 2
+    txn_records: tuple[int, int] = (2, 6)
+    txn_abort_fraction: float = 0.2
+    txn_interval_s: float = 0.05  # pause between one producer's transactions
+    transaction_timeout_ms: int = 10000  # also the producers' message.timeout.ms (librdkafka derives it)
+    txn_call_timeout_s: float = 10.0  # each init/commit/abort call; a retriable timeout is retried
+    txn_give_up_s: float = 45.0  # retrying a commit (or abort) this long, the producer is recreated
+    lso_margin_s: float = 10.0  # at the end: transaction.timeout.ms + 2 cleanup intervals + this for LSO = HW
+    # at the end, producer 0 leaves one transaction open (records flushed, never committed or aborted):
+    # only the coordinator's timeout can end it, and the LSO must still reach the high watermark
+    txn_abandon_at_end: bool = True
+
+    @property
+    def lso_deadline_s(self) -> float:
+        cleanup = float(self.broker_props.get("transaction.abort.timed.out.transaction.cleanup.interval.ms", 10000))
+        return (self.transaction_timeout_ms + 2 * cleanup) / 1000.0 + self.lso_margin_s
+
+    def transactional_id(self, producer: int) -> str:
+        return f"chaos-txn-{self.seed}-{producer}"
 
     @property
     def delivery_deadline_s(self) -> float:
@@ -103,6 +157,11 @@ class History:
         self.acks: list[Ack] = []
         self.failures: list[Failure] = []
         self.client_errors: list[tuple[float, int, str]] = []  # (t, producer, error) from error_cb
+        # the transactional workload
+        self.txns: list[Txn] = []
+        self.txn_acks: list[TxnAck] = []
+        self.txn_failures: list[tuple[float, int, int, int, int, str]] = []  # (t, producer, txn, index, partition, error)
+        self.txn_events: list[tuple[float, int, str]] = []  # (t, producer, what the client did: retries, recreations)
         self.lock = threading.Lock()
 
     def last_ack_time(self) -> float:
@@ -216,6 +275,268 @@ class ProducerWorker(threading.Thread):
             producer.flush(5)
 
 
+def describe_error(err) -> str:
+    return (f"{err.name()} ({err.str()})"
+            + "".join(f" {flag}" for flag, on in (("fatal", err.fatal()), ("retriable", err.retriable()),
+                                                   ("abortable", err.txn_requires_abort())) if on))
+
+
+class TxnWorker(threading.Thread):
+    """One transactional producer (transactional.id chaos-txn-<seed>-<i>):
+    transactions of a few records on random partitions, a seeded fraction
+    aborted on purpose. Every transaction is recorded (history.txns) before
+    its first record is produced, with its outcome as the client sees it:
+
+    - commit_transaction returns: COMMITTED;
+    - it raises a retriable error (e.g. _TIMED_OUT): called again, for up to
+      txn_give_up_s; then the producer is recreated: UNKNOWN;
+    - it raises an error with txn_requires_abort(): abort_transaction, and
+      ABORTED once that returns (UNKNOWN if the abort fails in turn);
+    - it raises a fatal error (e.g. fenced after the coordinator timed the
+      transaction out): the producer is recreated with the same
+      transactional.id and init_transactions (which aborts whatever the old
+      one left open): UNKNOWN;
+    - begin_transaction or produce raise before any commit was asked for:
+      aborted (abort_transaction, or the producer is recreated): ABORTED,
+      since no EndTxn(commit) was ever sent.
+
+    When the run stops, the transaction in progress is finished (committed or
+    aborted as planned); a producer that would have to be recreated after the
+    stop is not, and what it left open is for the broker to time out. Then
+    producer 0 (with txn_abandon_at_end) begins one more transaction, flushes
+    its records and leaves it open: ABORTED (nothing can commit it), ended by
+    the coordinator after transaction.timeout.ms."""
+
+    def __init__(self, producer_id: int, bootstrap: str, topic: str, cfg: ChaosConfig, history: History,
+                 stop: threading.Event, logger: logging.Logger):
+        super().__init__(name=f"chaos-txn-producer-{producer_id}", daemon=True)
+        self.producer_id = producer_id
+        self.transactional_id = cfg.transactional_id(producer_id)
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.cfg = cfg
+        self.history = history
+        self.stop_event = stop
+        self.logger = logger
+        self.rng = random.Random(f"{cfg.seed}:txn:{producer_id}")
+        self.txn_no = 0
+        self.recreated = 0
+        self.commit_retries = 0
+        self.exception: BaseException | None = None
+        self._fatal = False
+        self.abandoned = None  # the producer holding the transaction left open at the end (kept alive)
+
+    def _config(self) -> dict:
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "transactional.id": self.transactional_id,
+            "transaction.timeout.ms": self.cfg.transaction_timeout_ms,  # message.timeout.ms is derived from it
+            "linger.ms": 5,
+            "request.timeout.ms": self.cfg.request_timeout_ms,
+            "retry.backoff.ms": 100,
+            "retry.backoff.max.ms": 500,
+            "reconnect.backoff.ms": 50,
+            "reconnect.backoff.max.ms": 500,
+            "socket.connection.setup.timeout.ms": 2000,
+            "topic.metadata.refresh.interval.ms": 2000,
+            "error_cb": self._on_error,
+            "logger": self.logger,
+            **({"debug": self.cfg.client_debug} if self.cfg.client_debug else {}),
+        }
+
+    def _on_error(self, err) -> None:
+        self.history.client_errors.append((time.monotonic(), self.producer_id, f"{err}"))
+        if err.fatal():
+            self._fatal = True
+
+    def _note(self, text: str) -> None:
+        self.history.txn_events.append((time.monotonic(), self.producer_id, text))
+        self.logger.warning("txn producer %s: %s", self.producer_id, text)
+
+    def _callback(self, txn: int, index: int, partition: int):
+        pid, history = self.producer_id, self.history
+
+        def on_delivery(err, msg):
+            now = time.monotonic()
+            if err is None:
+                history.txn_acks.append(TxnAck(pid, txn, index, partition, msg.offset(), now))
+            else:
+                history.txn_failures.append((now, pid, txn, index, partition, err.str()))
+
+        return on_delivery
+
+    # -- the producer's life ---------------------------------------------------
+    def _ready_producer(self):
+        """A new producer with init_transactions done (retried; a fatal or
+        unexpected error makes a new producer). None if the run stops first."""
+        from confluent_kafka import KafkaException, Producer
+
+        while True:
+            producer = Producer(self._config())
+            self._fatal = False
+            while True:
+                try:
+                    producer.init_transactions(self.cfg.txn_call_timeout_s)
+                    return producer
+                except KafkaException as e:
+                    err = e.args[0]
+                    self._note(f"init_transactions: {describe_error(err)}")
+                    if self.stop_event.is_set():
+                        return None
+                    if err.retriable() and not err.fatal():
+                        continue
+                    break
+            self._discard(producer)
+
+    def _discard(self, producer) -> None:
+        try:
+            producer.purge(in_queue=True, in_flight=True, blocking=False)
+            producer.poll(0)
+        except Exception:  # noqa: BLE001 - a fatal producer may refuse; it is dropped anyway
+            pass
+
+    def _recreate(self, producer, why: str):
+        self._discard(producer)
+        if self.stop_event.is_set():
+            self._note(f"{why}; the run is stopping: not recreated (the broker times out what it left open)")
+            return None
+        self.recreated += 1
+        self._note(f"{why}; producer recreated with the same transactional.id")
+        return self._ready_producer()
+
+    def run(self) -> None:
+        try:
+            producer = self._ready_producer()
+            while producer is not None and not self.stop_event.is_set():
+                producer = self._one_transaction(producer)
+                if producer is not None:
+                    producer.poll(self.cfg.txn_interval_s)
+            if producer is not None and self.producer_id == 0 and self.cfg.txn_abandon_at_end:
+                self._abandon(producer)
+        except BaseException as e:  # noqa: BLE001 - reported by the runner
+            self.exception = e
+
+    def _abandon(self, producer) -> None:
+        from confluent_kafka import KafkaException
+
+        parts = [p % self.cfg.partitions for p in range(self.cfg.partitions)]  # one record on every partition
+        txn = Txn(self.producer_id, self.txn_no, tuple(parts), ABORTED, t_begin=time.monotonic(),
+                  how="left open at the end (only the coordinator's timeout ends it)")
+        self.txn_no += 1
+        self.history.txns.append(txn)
+        try:
+            producer.begin_transaction()
+            for i, partition in enumerate(parts):
+                producer.produce(self.topic, value=encode_txn_value(self.producer_id, txn.txn, i, self.cfg.value_pad),
+                                 partition=partition, on_delivery=self._callback(txn.txn, i, partition))
+            left = producer.flush(self.cfg.txn_call_timeout_s)
+            txn.how += f"; {len(parts) - left} of {len(parts)} records delivered"
+        except KafkaException as e:
+            txn.how += f"; {describe_error(e.args[0])}"
+        txn.t_end = time.monotonic()
+        self._note(f"txn {txn.txn}: {txn.how}")
+        self.abandoned = producer
+
+    def _one_transaction(self, producer):
+        from confluent_kafka import KafkaException
+
+        cfg = self.cfg
+        parts = [self.rng.randrange(cfg.partitions) for _ in range(self.rng.randint(*cfg.txn_records))]
+        abort_on_purpose = self.rng.random() < cfg.txn_abort_fraction
+        # most aborts on purpose wait for the records to be in the log first (the others abort with the
+        # records still queued, and librdkafka purges them): aborted records the broker must hide
+        flush_first = self.rng.random() < 0.75
+        txn = Txn(self.producer_id, self.txn_no, tuple(parts), UNKNOWN, t_begin=time.monotonic())
+        self.txn_no += 1
+        self.history.txns.append(txn)
+        produced = 0
+        try:
+            producer.begin_transaction()
+            for i, partition in enumerate(parts):
+                value = encode_txn_value(self.producer_id, txn.txn, i, cfg.value_pad)
+                while True:
+                    try:
+                        producer.produce(self.topic, value=value, partition=partition,
+                                         on_delivery=self._callback(txn.txn, i, partition))
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                produced = i + 1
+                producer.poll(0)
+        except (KafkaException, SystemError) as e:  # SystemError: a fatal error raised in a delivery callback
+            txn.partitions = tuple(parts[:produced])
+            what = describe_error(e.args[0]) if isinstance(e, KafkaException) else repr(e)
+            if self._fatal or (isinstance(e, KafkaException) and e.args[0].fatal()):
+                txn.outcome, txn.t_end, txn.how = ABORTED, time.monotonic(), f"produce: {what}; never committed"
+                return self._recreate(producer, f"txn {txn.txn}: produce: {what}")
+            return self._abort(producer, txn, f"produce: {what}")
+        if abort_on_purpose:
+            if flush_first:
+                left = producer.flush(self.cfg.txn_call_timeout_s)
+                return self._abort(producer, txn, "aborted on purpose after a flush"
+                                   + (f" ({left} records not delivered)" if left else ""))
+            return self._abort(producer, txn, "aborted on purpose")
+        return self._commit(producer, txn)
+
+    def _abort(self, producer, txn: Txn, why: str, commit_called: bool = False):
+        from confluent_kafka import KafkaException
+
+        txn.how = why
+        deadline = time.monotonic() + self.cfg.txn_give_up_s
+        tries = 0
+        while True:
+            try:
+                producer.abort_transaction(self.cfg.txn_call_timeout_s)
+                txn.outcome, txn.t_end = ABORTED, time.monotonic()
+                if tries:
+                    txn.how += f"; abort retried {tries}x"
+                return producer
+            except KafkaException as e:
+                err = e.args[0]
+                tries += 1
+                if err.retriable() and not err.fatal() and time.monotonic() < deadline:
+                    continue
+                # a commit was asked for and the abort could not confirm otherwise: the client cannot tell
+                txn.outcome = UNKNOWN if commit_called else ABORTED
+                txn.t_end = time.monotonic()
+                txn.how += f"; abort_transaction: {describe_error(err)}"
+                return self._recreate(producer, f"txn {txn.txn}: abort_transaction: {describe_error(err)}")
+
+    def _commit(self, producer, txn: Txn):
+        from confluent_kafka import KafkaException
+
+        txn.t_commit_called = time.monotonic()
+        deadline = txn.t_commit_called + self.cfg.txn_give_up_s
+        errors: list[str] = []
+        while True:
+            try:
+                producer.commit_transaction(self.cfg.txn_call_timeout_s)
+                txn.outcome, txn.t_end = COMMITTED, time.monotonic()
+                if errors:
+                    txn.how = f"commit retried after {', '.join(errors)}"
+                return producer
+            except (KafkaException, SystemError) as e:
+                if isinstance(e, SystemError):
+                    what, fatal, abortable, retriable = repr(e), True, False, False
+                else:
+                    err = e.args[0]
+                    what, fatal, abortable, retriable = (describe_error(err), err.fatal(),
+                                                         err.txn_requires_abort(), err.retriable())
+                errors.append(what)
+                if fatal:
+                    txn.outcome, txn.t_end, txn.how = UNKNOWN, time.monotonic(), f"commit: {', '.join(errors)}"
+                    return self._recreate(producer, f"txn {txn.txn}: commit_transaction: {what}")
+                if abortable:
+                    self._note(f"txn {txn.txn}: commit_transaction: {what}; aborting")
+                    return self._abort(producer, txn, f"commit: {', '.join(errors)}; aborted", commit_called=True)
+                if retriable and time.monotonic() < deadline:
+                    self.commit_retries += 1
+                    continue
+                txn.outcome, txn.t_end = UNKNOWN, time.monotonic()
+                txn.how = f"commit: {', '.join(errors)}; gave up"
+                return self._recreate(producer, f"txn {txn.txn}: commit_transaction: gave up after {what}")
+
+
 # --------------------------------------------------------------------------
 # Faults
 # --------------------------------------------------------------------------
@@ -225,6 +546,7 @@ class Fault:
     partition: int = 0  # kill_leader: whose leader
     nodes: tuple[int, ...] = ()  # pause/isolate/kill_two targets; rolling_restart order
     down_s: float = 0.0
+    producer: int = 0  # kill_coordinator: the coordinator of this transactional producer's id
 
 
 def make_schedule(rng: random.Random, cfg: ChaosConfig, node_ids: list[int]) -> list[Fault]:
@@ -249,6 +571,8 @@ def make_schedule(rng: random.Random, cfg: ChaosConfig, node_ids: list[int]) -> 
                 order = list(node_ids)
                 rng.shuffle(order)
                 faults.append(Fault(kind, nodes=tuple(order)))
+            elif kind == "kill_coordinator":
+                faults.append(Fault(kind, producer=rng.randrange(max(1, cfg.txn_producers)), down_s=down))
             else:
                 raise ValueError(f"unknown fault kind {kind}")
     return faults
@@ -258,6 +582,7 @@ class FaultRunner:
     def __init__(self, cluster: Cluster, topic: str, cfg: ChaosConfig, t0: float, say,
                  history: History | None = None, logger: logging.Logger | None = None):
         self.history = history or History()
+        self.probes = not cfg.transactions  # the probes write plain records: not in the transactional topic
         self.logger = logger or logging.getLogger("chaos")
         self.probes_run = 0
         self.t_stop: float | None = None
@@ -325,6 +650,22 @@ class FaultRunner:
             self._act("kill -9", c.kill, leader)
             self._sleep(fault.down_s)
             self._act("start", self._start, leader)
+        elif fault.kind == "kill_coordinator":
+            txid = self.cfg.transactional_id(fault.producer)
+            t = time.monotonic()
+            node = self.coordinator_of(txid)
+            while node not in c.alive() and time.monotonic() - t < self.cfg.settle_timeout_s:
+                time.sleep(0.2)  # e.g. just after kill_two: the coordinators are still being elected and loaded
+                node = self.coordinator_of(txid)
+            if time.monotonic() - t > 1.0:
+                self.log(f"FindCoordinator({txid}) answered after {time.monotonic() - t:.1f}s")
+            if node not in c.alive():
+                self.notes.append(f"kill_coordinator: no live coordinator found for {txid} ({node})")
+                node = c.alive()[0]
+            self.log(f"fault kill_coordinator: transactional.id {txid}, coordinator node {node}")
+            self._act("kill -9", c.kill, node)
+            self._sleep(fault.down_s)
+            self._act("start", self._start, node)
         elif fault.kind == "pause":
             n = fault.nodes[0]
             self.log(f"fault pause: node {n} for {fault.down_s}s")
@@ -385,9 +726,26 @@ class FaultRunner:
         else:
             raise ValueError(fault.kind)
 
+    def coordinator_of(self, transactional_id: str) -> int:
+        """The node FindCoordinator(TRANSACTION) names, asked of the live nodes (-1 if none answers)."""
+        from txn_wire import find_transaction_coordinator
+
+        for n in self.cluster.alive():
+            b = self.cluster.broker(n)
+            try:
+                found = find_transaction_coordinator(b.host, b.port, transactional_id)
+            except Exception:  # noqa: BLE001 - the next node may answer
+                continue
+            if found.error_code == 0:
+                return found.node_id
+        return -1
+
     def run_probes(self, window_end: float) -> None:
         """Probe producers write to every partition until their clients
         would still give up before window_end; all must be refused."""
+        if not self.probes:
+            self.log("no probes (transactional workload)")
+            return
         span = window_end - time.monotonic() - self.cfg.probe_deadline_s - 0.5
         if span < 0.3:
             self.notes.append("kill_two: window too short for probes")
@@ -418,7 +776,7 @@ class FaultRunner:
 # --------------------------------------------------------------------------
 @dataclass
 class ChaosResult:
-    report: Report
+    report: Report | TxnReport  # TxnReport for the transactional workload
     cfg: ChaosConfig
     schedule: list[Fault]
     events: list[tuple[float, str]]
@@ -432,6 +790,8 @@ class ChaosResult:
     acks_after_faults: int  # acks after the last fault had healed: the cluster serves again
     probes_produced: int = 0  # records written while only one broker was alive (all must fail)
     probe_outcomes: dict = field(default_factory=dict)  # error (or "ACKNOWLEDGED") -> count
+    lso_wait_s: float | None = None  # transactional workload: how long until LSO = high watermark everywhere
+    client_stats: list = field(default_factory=list)  # transactional workload: per producer, what the client did
 
     def format(self) -> str:
         lines = [
@@ -441,11 +801,24 @@ class ChaosResult:
             "windows under min.insync.replicas: "
             + (", ".join(f"{w.start - self.t0:.1f}..{w.end - self.t0:.1f}s ({w.what})" for w in self.windows) or "none"),
             self.report.format(self.t0),
-            f"recovered at the end (ISR 3 everywhere): {'yes' if self.recovered else 'NO'}; "
-            f"acks after the last fault healed: {self.acks_after_faults}",
-            f"probes while only one broker was alive: {self.probes_produced} produced; outcomes: "
-            + (", ".join(f"{n} x {e}" for e, n in sorted(self.probe_outcomes.items(), key=lambda kv: -kv[1])) or "none"),
         ]
+        if self.cfg.transactions:
+            lines += [
+                f"recovered at the end (ISR 3 everywhere): {'yes' if self.recovered else 'NO'}; "
+                f"commits after the last fault healed: {self.acks_after_faults}; "
+                + (f"LSO = high watermark everywhere {self.lso_wait_s:.1f}s after the producers stopped"
+                   if self.lso_wait_s is not None else
+                   f"LSO still below the high watermark {self.cfg.lso_deadline_s:.0f}s after the producers stopped"),
+                *self.client_stats,
+            ]
+        else:
+            lines += [
+                f"recovered at the end (ISR 3 everywhere): {'yes' if self.recovered else 'NO'}; "
+                f"acks after the last fault healed: {self.acks_after_faults}",
+                f"probes while only one broker was alive: {self.probes_produced} produced; outcomes: "
+                + (", ".join(f"{n} x {e}" for e, n in sorted(self.probe_outcomes.items(), key=lambda kv: -kv[1]))
+                   or "none"),
+            ]
         if self.notes:
             lines.append("liveness notes:")
             lines += [f"    {n}" for n in self.notes]
@@ -484,11 +857,51 @@ def dump_history(path: Path, history: History, log: dict, runner: "FaultRunner",
     path.write_text(json.dumps(data))
 
 
-def recheck(path: Path) -> Report:
+def dump_txn_history(path: Path, history: History, committed: dict, uncommitted: dict, ends: dict,
+                     runner: "FaultRunner", t0: float, t_stop: float) -> None:
+    """The transactional workload's history, the logs read back and the end offsets, for a post-mortem
+    (times relative to the start of producing); `--recheck` runs the checker over it again."""
+    import json
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - t0, 4)
+
+    def text(log: dict) -> dict:
+        return {str(p): [[o, v.decode(errors="replace") if v else None] for o, v in recs] for p, recs in log.items()}
+
+    data = {
+        "transactions": [[t.producer, t.txn, list(t.partitions), t.outcome, rel(t.t_begin), rel(t.t_end), t.how,
+                          rel(t.t_commit_called)] for t in history.txns],
+        "txn_acks": [[a.producer, a.txn, a.index, a.partition, a.offset, rel(a.t_ack)] for a in history.txn_acks],
+        "txn_failures": [[rel(f[0]), *f[1:]] for f in history.txn_failures],
+        "txn_events": [[rel(t), p, e] for t, p, e in history.txn_events],
+        "client_errors": [[rel(t), p, e] for t, p, e in history.client_errors],
+        "committed_log": text(committed),
+        "uncommitted_log": text(uncommitted),
+        "ends": {str(p): list(v) for p, v in ends.items()},
+        "events": [[rel(t), e] for t, e in runner.events],
+        "windows": [[rel(w.start), rel(w.end), w.what] for w in runner.windows],
+        "producing": [0.0, rel(t_stop)],
+    }
+    path.write_text(json.dumps(data))
+
+
+def recheck(path: Path) -> Report | TxnReport:
     """The checker over a history.json written by an earlier run (after a checker change, say)."""
     import json
 
     d = json.loads(Path(path).read_text())
+    if "transactions" in d:
+        txns = [Txn(t[0], t[1], tuple(t[2]), t[3], t[4], t[5], t[6], t[7]) for t in d["transactions"]]
+        acks = [TxnAck(*a) for a in d["txn_acks"]]
+
+        def log(name: str) -> dict:
+            return {int(p): [(o, v.encode() if v is not None else None) for o, v in recs]
+                    for p, recs in d[name].items()}
+
+        ends = {int(p): tuple(v) for p, v in d["ends"].items()}
+        return check_transactions(txns, acks, log("committed_log"), log("uncommitted_log"), ends,
+                                  producing=tuple(d["producing"]))
     attempts = [Attempt(a[0], a[1], a[2], a[3], a[4] if len(a) > 4 else float("inf")) for a in d["attempts"]]
     acks = [Ack(*a) for a in d["acks"]]
     failures = [Failure(*f) for f in d["failures"]]
@@ -507,6 +920,153 @@ def read_everything(
         p: [(r.offset, r.value) for r in read_partition(cluster.bootstrap, topic, p, timeout_s=timeout_s)]
         for p in range(partitions)
     }
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, tuple[int, int]]:
+    """Per partition (last stable offset, high watermark): ListOffsets(latest) with a read_committed
+    and a read_uncommitted consumer (librdkafka's get_watermark_offsets answers the LSO for the former)."""
+    from confluent_kafka import TopicPartition
+    from harness.readback import consumer
+
+    rc = consumer(bootstrap, **{"isolation.level": "read_committed"})
+    ru = consumer(bootstrap, **{"isolation.level": "read_uncommitted"})
+    try:
+        out = {}
+        for p in range(partitions):
+            tp = TopicPartition(topic, p)
+            out[p] = (rc.get_watermark_offsets(tp, timeout=5.0, cached=False)[1],
+                      ru.get_watermark_offsets(tp, timeout=5.0, cached=False)[1])
+        return out
+    finally:
+        rc.close()
+        ru.close()
+
+
+def wait_stable(bootstrap: str, topic: str, partitions: int, timeout_s: float
+                ) -> tuple[dict[int, tuple[int, int]], float | None]:
+    """Until every partition's LSO equals its high watermark (nothing left open). Returns the last
+    end offsets seen and how long it took (None: not within timeout_s)."""
+    t = time.monotonic()
+    ends: dict[int, tuple[int, int]] = {}
+    while True:
+        try:
+            ends = end_offsets(bootstrap, topic, partitions)
+            if all(lso == hw for lso, hw in ends.values()):
+                return ends, time.monotonic() - t
+        except Exception:  # noqa: BLE001 - a ListOffsets that failed: ask again
+            pass
+        if time.monotonic() - t > timeout_s:
+            return ends, None
+        time.sleep(0.5)
+
+
+def read_isolated(bootstrap: str, topic: str, ends: dict[int, int], isolation: str, timeout_s: float
+                  ) -> tuple[dict[int, list[tuple[int, bytes | None]]], dict[int, int]]:
+    """Every record a consumer with this isolation level gets, per partition from offset 0 until it reports
+    the end of the partition at or past ends[p]. Returns the records and the partitions it did not read to
+    their end within timeout_s (partition -> the offset it got to)."""
+    from confluent_kafka import KafkaError, TopicPartition
+    from harness.readback import consumer
+
+    out: dict[int, list[tuple[int, bytes | None]]] = {p: [] for p in ends}
+    position = dict.fromkeys(ends, 0)
+    pending = {p for p, end in ends.items() if end > 0}
+    if not pending:
+        return out, {}
+    c = consumer(bootstrap, **{"isolation.level": isolation, "fetch.wait.max.ms": 100,
+                               "group.id": f"chaos-readback-{isolation}"})
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in sorted(pending)])
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            for msg in c.consume(num_messages=1000, timeout=0.2):
+                err, p = msg.error(), msg.partition()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        position[p] = max(position[p], msg.offset())
+                        if msg.offset() >= ends[p]:
+                            pending.discard(p)
+                        continue
+                    raise RuntimeError(f"{isolation} consumer error: {err}")
+                out[p].append((msg.offset(), msg.value()))
+                position[p] = max(position[p], msg.offset() + 1)
+        return out, {p: position[p] for p in pending}
+    finally:
+        c.close()
+
+
+def txn_diagnostics(cluster: Cluster, cfg: ChaosConfig, runner: "FaultRunner") -> list[str]:
+    """What the coordinators say about the workload's transactional ids (DescribeTransactions) and which
+    transactions each node lists as open (ListTransactions): evidence for a hanging transaction."""
+    from txn_wire import describe_transactions, list_transactions
+
+    lines = []
+    for i in range(cfg.txn_producers):
+        txid = cfg.transactional_id(i)
+        node = runner.coordinator_of(txid)
+        if node not in cluster.alive():
+            lines.append(f"{txid}: no coordinator found ({node})")
+            continue
+        b = cluster.broker(node)
+        try:
+            for d in describe_transactions(b.host, b.port, [txid]):
+                lines.append(f"{txid}: coordinator node {node}: state {d.state}, error {d.error_code}, producer id "
+                             f"{d.producer_id} epoch {d.producer_epoch}, timeout {d.timeout_ms} ms, started at "
+                             f"{d.start_time_ms}, partitions {d.topics}")
+        except Exception as e:  # noqa: BLE001 - diagnostics only
+            lines.append(f"{txid}: DescribeTransactions on node {node} failed: {e!r}")
+    for n in cluster.alive():
+        b = cluster.broker(n)
+        try:
+            listed = list_transactions(b.host, b.port, ["Ongoing", "PrepareCommit", "PrepareAbort"])
+            lines.append(f"node {n}: open transactions {listed.transactions}")
+        except Exception as e:  # noqa: BLE001 - diagnostics only
+            lines.append(f"node {n}: ListTransactions failed: {e!r}")
+    return lines
+
+
+def check_txn_run(cluster: Cluster, topic: str, cfg: ChaosConfig, history: History, runner: "FaultRunner",
+                  t0: float, t_stop: float, base_dir: Path) -> tuple[TxnReport, float | None]:
+    """After the producers stopped and the cluster healed: wait (up to transaction.timeout.ms and two
+    cleanup intervals, and a margin) for every partition's LSO to reach its high watermark, read every
+    partition read_committed (to the LSO) and read_uncommitted (to the high watermark), and check."""
+    runner.log(f"waiting up to {cfg.lso_deadline_s:.0f}s for LSO = high watermark on every partition")
+    ends, waited = wait_stable(cluster.bootstrap, topic, cfg.partitions, cfg.lso_deadline_s)
+    if waited is None:
+        runner.log(f"LSO below the high watermark after {cfg.lso_deadline_s:.0f}s: {ends}")
+    else:
+        runner.log(f"LSO = high watermark everywhere after {waited:.1f}s: {ends}")
+    runner.log("reading every partition back from offset 0, read_committed and read_uncommitted")
+    committed, short_c = read_isolated(cluster.bootstrap, topic, {p: lso for p, (lso, _) in ends.items()},
+                                       "read_committed", cfg.read_timeout_s)
+    uncommitted, short_u = read_isolated(cluster.bootstrap, topic, {p: hw for p, (_, hw) in ends.items()},
+                                         "read_uncommitted", cfg.read_timeout_s)
+    for what, short in (("read_committed", short_c), ("read_uncommitted", short_u)):
+        if short:
+            runner.notes.append(f"{what} read did not reach the end of partitions {short} "
+                                f"(ends {ends}) within {cfg.read_timeout_s:.0f}s")
+    dump_txn_history(base_dir / "history.json", history, committed, uncommitted, ends, runner, t0, t_stop)
+    report = check_transactions(history.txns, history.txn_acks, committed, uncommitted, ends,
+                                producing=(t0, t_stop))
+    if not report.ok or waited is None or short_c or short_u:
+        runner.notes += txn_diagnostics(cluster, cfg, runner)
+    return report, waited
+
+
+def client_stats(workers: list, history: History) -> list[str]:
+    lines = []
+    for w in workers:
+        mine = [e for e in history.txn_events if e[1] == w.producer_id]
+        lines.append(f"txn producer {w.producer_id} ({w.transactional_id}): {w.txn_no} transactions, "
+                     f"{w.commit_retries} commit retries, recreated {w.recreated}x, {len(mine)} client events"
+                     + (f"; e.g. {mine[0][2]!r}" if mine else ""))
+    failures: dict[str, int] = {}
+    for f in history.txn_failures:
+        failures[f[5]] = failures.get(f[5], 0) + 1
+    if failures:
+        lines.append("delivery failures: " + "; ".join(f"{n} x {e}" for e, n in sorted(failures.items(),
+                                                                                         key=lambda kv: -kv[1])))
+    return lines
 
 
 def create_topic(cluster: Cluster, topic: str, cfg: ChaosConfig) -> None:
@@ -547,7 +1107,12 @@ def run_chaos(cfg: ChaosConfig, base_dir: Path, say=print, cluster: Cluster | No
         runner = FaultRunner(cluster, topic, cfg, t0, say, history, logger)
         runner.log(f"topic {topic}: {cfg.partitions} partitions, RF 3, min.insync.replicas {cfg.min_insync}; "
                    f"schedule: {[(f.kind, f.partition if f.kind == 'kill_leader' else f.nodes, f.down_s) for f in schedule]}")
-        workers = [ProducerWorker(i, cluster.bootstrap, topic, cfg, history, stop, logger) for i in range(cfg.producers)]
+        if cfg.transactions:
+            workers = [TxnWorker(i, cluster.bootstrap, topic, cfg, history, stop, logger)
+                       for i in range(cfg.txn_producers)]
+        else:
+            workers = [ProducerWorker(i, cluster.bootstrap, topic, cfg, history, stop, logger)
+                       for i in range(cfg.producers)]
         for w in workers:
             w.start()
         time.sleep(cfg.warmup_s)
@@ -572,20 +1137,26 @@ def run_chaos(cfg: ChaosConfig, base_dir: Path, say=print, cluster: Cluster | No
         runner.t_stop = t_stop
         runner.log("producers stopping; flushing")
         for w in workers:
-            w.join(cfg.flush_timeout_s + 30)
+            w.join(2 * cfg.txn_give_up_s + 30 if cfg.transactions else cfg.flush_timeout_s + 30)
         for w in workers:
             if w.exception is not None:
                 raise RuntimeError(f"producer {w.producer_id} failed: {w.exception!r}") from w.exception
             if w.is_alive():
                 runner.notes.append(f"producer {w.producer_id} did not finish flushing")
-            if w.unflushed:
+            if getattr(w, "unflushed", 0):
                 runner.notes.append(f"producer {w.producer_id}: {w.unflushed} records unresolved after the final flush (purged)")
-            if w.recreated:
+            if w.recreated and not cfg.transactions:  # the transactional ones: see client_stats
                 runner.notes.append(f"producer {w.producer_id} hit {w.recreated} fatal client error(s) and was recreated")
         fatal = [e for e in history.client_errors if "fatal" in e[2].lower()]
         if fatal:
             runner.notes.append(f"fatal client errors: {[(round(t - t0, 2), p, e) for t, p, e in fatal[:5]]}")
         recovered = runner.settle("the end of the run")
+        if cfg.transactions:
+            report, waited = check_txn_run(cluster, topic, cfg, history, runner, t0, t_stop, base_dir)
+            return ChaosResult(report, cfg, schedule, runner.events, runner.notes, runner.windows, t0,
+                               time.monotonic() - started, recovered, cluster.network_mode, runner.isolation_emulated,
+                               sum(1 for t in history.txns if t.outcome == COMMITTED and t.t_end > t_faults_done),
+                               lso_wait_s=waited, client_stats=client_stats(workers, history))
         runner.log("reading every partition back from offset 0")
         log = read_everything(cluster, topic, cfg.partitions, cfg.read_timeout_s)
         dump_history(base_dir / "history.json", history, log, runner, t0)
@@ -614,12 +1185,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="odradek chaos run: faults on a 3-node cluster, then the checker")
     ap.add_argument("--seed", type=int, default=None, help="schedule seed (default: random, printed)")
     ap.add_argument("--duration", type=float, default=300.0, help="seconds of faults (default 300)")
-    ap.add_argument("--kinds", default=",".join(FAULT_KINDS), help=f"comma-separated subset of {','.join(FAULT_KINDS)}")
+    ap.add_argument("--kinds", default=None,
+                    help=f"comma-separated subset of {','.join(TXN_FAULT_KINDS)} (default: all; kill_coordinator "
+                         "only with --transactions)")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--producers", type=int, default=3)
     ap.add_argument("--rate", type=float, default=100.0, help="records per second per producer")
     ap.add_argument("--network", choices=["auto", "netns", "loopback"], default="auto")
     ap.add_argument("--client-debug", default="", help="librdkafka debug contexts for the producers, e.g. eos,msg")
+    ap.add_argument("--transactions", action="store_true",
+                    help="the transactional workload: transactional producers, read_committed checks, LSO at the end")
+    ap.add_argument("--txn-producers", type=int, default=2, help="transactional producers (with --transactions)")
+    ap.add_argument("--abort-fraction", type=float, default=0.2, help="transactions aborted on purpose")
+    ap.add_argument("--txn-timeout-ms", type=int, default=10000, help="the producers' transaction.timeout.ms")
     ap.add_argument("--keep", action="store_true", help="keep the data dirs and logs")
     ap.add_argument("--recheck", metavar="HISTORY_JSON", help="only run the checker over an earlier run's history.json")
     ap.add_argument("--dir", default=None, help="where to put data and logs (default: a temporary dir)")
@@ -629,10 +1207,11 @@ def main(argv: list[str] | None = None) -> int:
         print(report.format())
         return 0 if report.ok else 1
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
+    kinds = args.kinds or ",".join(TXN_FAULT_KINDS if args.transactions else FAULT_KINDS)
     cfg = ChaosConfig(
         seed=seed,
         duration_s=args.duration,
-        kinds=tuple(k for k in args.kinds.split(",") if k),
+        kinds=tuple(k for k in kinds.split(",") if k),
         partitions=args.partitions,
         producers=args.producers,
         rate_per_producer=args.rate,
@@ -640,14 +1219,20 @@ def main(argv: list[str] | None = None) -> int:
         down_s=(2.0, 8.0),
         network=args.network,
         client_debug=args.client_debug,
+        transactions=args.transactions,
+        txn_producers=args.txn_producers,
+        txn_abort_fraction=args.abort_fraction,
+        transaction_timeout_ms=args.txn_timeout_ms,
+        broker_props=dict(TXN_BROKER_PROPS) if args.transactions else {},
     )
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix=f"odradek-chaos-{seed}-"))
     base.mkdir(parents=True, exist_ok=True)
-    print(f"chaos: seed {seed}, duration {args.duration}s, data and logs in {base}", flush=True)
+    mode = " --transactions" if args.transactions else ""
+    print(f"chaos{mode}: seed {seed}, duration {args.duration}s, data and logs in {base}", flush=True)
     result = run_chaos(cfg, base, say=lambda s: print(s, flush=True))
     print()
     print(result.format())
-    print(f"\nrerun: scripts/chaos --seed {seed} --duration {args.duration:g}   (logs: {base})")
+    print(f"\nrerun: scripts/chaos{mode} --seed {seed} --duration {args.duration:g}   (logs: {base})")
     if result.report.ok and not args.keep and not args.dir:
         import shutil
 

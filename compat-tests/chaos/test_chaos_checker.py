@@ -220,3 +220,214 @@ def test_late_ack_of_a_record_committed_before_the_window_is_allowed():
     violations, allowed, late = find_minority_acks(attempts, acks, [w], grace_s=1.0, log=log)
     assert sorted((v[0], v[1]) for v in violations) == [(0, 0), (0, 1)]  # (2, 0) now sits at offset 0: committed
     assert late == 1
+
+
+# --------------------------------------------------------------------------
+# The transactional checker
+# --------------------------------------------------------------------------
+from chaos_checker import (  # noqa: E402
+    ABORTED,
+    COMMITTED,
+    UNKNOWN,
+    Txn,
+    TxnAck,
+    check_transactions,
+    decode_txn_value,
+    encode_txn_value,
+)
+
+
+def txn_history(outcomes=(COMMITTED, ABORTED, COMMITTED, UNKNOWN, COMMITTED), producers=2, partitions=3, size=3,
+                unknown_visible=True):
+    """Each producer runs one transaction per outcome, `size` records round
+    robin over the partitions; producers take turns. The read_uncommitted log
+    holds every record plus one marker offset per (transaction, partition);
+    the read_committed log the committed ones (and the unknown ones if
+    unknown_visible). Returns (txns, acks, committed_log, uncommitted_log, ends)."""
+    txns, acks = [], []
+    committed: dict[int, list] = {p: [] for p in range(partitions)}
+    uncommitted: dict[int, list] = {p: [] for p in range(partitions)}
+    next_offset = dict.fromkeys(range(partitions), 0)
+    t = 100.0
+    for n, outcome in enumerate(outcomes):
+        for producer in range(producers):
+            parts = tuple((n + producer + i) % partitions for i in range(size))
+            txn = Txn(producer, n, parts, outcome, t_begin=t, t_end=t + 0.5, t_commit_called=t + 0.3)
+            txns.append(txn)
+            visible = outcome == COMMITTED or (outcome == UNKNOWN and unknown_visible)
+            for i, p in enumerate(parts):
+                off = next_offset[p]
+                next_offset[p] += 1
+                v = encode_txn_value(producer, n, i, pad=3)
+                uncommitted[p].append((off, v))
+                if visible:
+                    committed[p].append((off, v))
+                acks.append(TxnAck(producer, n, i, p, off, t + 0.1))
+            for p in set(parts):
+                next_offset[p] += 1  # the marker
+            t += 1.0
+    ends = {p: (next_offset[p], next_offset[p]) for p in range(partitions)}
+    return txns, acks, committed, uncommitted, ends
+
+
+def test_txn_value_round_trip():
+    assert decode_txn_value(encode_txn_value(3, 1234, 7, pad=20)) == (3, 1234, 7)
+    assert decode_txn_value(encode_value(3, 1234)) is None
+    assert decode_txn_value(None) is None
+
+
+def test_clean_transactional_history_passes():
+    txns, acks, committed, uncommitted, ends = txn_history()
+    r = check_transactions(txns, acks, committed, uncommitted, ends, producing=(100.0, 110.0))
+    assert r.ok, r.format()
+    assert r.transactions == {COMMITTED: 6, ABORTED: 2, UNKNOWN: 2}
+    assert r.unknown_resolved == {"all visible": 2}
+    assert r.records_sent == 30 and r.records_checked == 24 and r.records_uncommitted == 30
+    assert "safety: lost_committed 0" in r.format()
+    # unknown transactions may just as well have been aborted
+    txns, acks, committed, uncommitted, ends = txn_history(unknown_visible=False)
+    r = check_transactions(txns, acks, committed, uncommitted, ends)
+    assert r.ok, r.format()
+    assert r.unknown_resolved == {"none visible": 2}
+
+
+def drop(log, producer, txn, index):
+    for p in log:
+        log[p] = [(o, v) for o, v in log[p] if decode_txn_value(v) != (producer, txn, index)]
+
+
+def test_lost_committed_record_is_caught_and_makes_the_transaction_partial():
+    txns, acks, committed, uncommitted, ends = txn_history()
+    drop(committed, 1, 2, 1)
+    drop(uncommitted, 1, 2, 1)
+    r = check_transactions(txns, acks, committed, uncommitted, ends)
+    assert [x[:4] for x in r.lost_committed] == [(1, 2, 1, txns[5].partitions[1])]
+    assert "nothing" in r.lost_committed[0][5]
+    assert [x[:5] for x in r.partial] == [(1, 2, COMMITTED, 2, 3)]
+    assert not r.ok
+
+
+def test_committed_record_at_another_offset_is_lost_and_located():
+    txns, acks, committed, uncommitted, ends = txn_history()
+    a = next(a for a in acks if (a.producer, a.txn, a.index) == (0, 0, 0))
+    acks[acks.index(a)] = TxnAck(a.producer, a.txn, a.index, a.partition, a.offset + 100, a.t_ack)
+    r = check_transactions(txns, acks, committed, uncommitted, ends)
+    assert len(r.lost_committed) == 1 and "the record is at [(0, 0)]" in r.lost_committed[0][5]
+
+
+def test_visible_aborted_record_is_caught():
+    txns, acks, committed, uncommitted, ends = txn_history()
+    aborted = next(t for t in txns if t.outcome == ABORTED)
+    p = aborted.partitions[0]
+    v = encode_txn_value(aborted.producer, aborted.txn, 0, pad=3)
+    off = next(o for o, val in uncommitted[p] if val == v)
+    committed[p] = sorted(committed[p] + [(off, v)])
+    r = check_transactions(txns, acks, committed, uncommitted, ends)
+    assert [x[:5] for x in r.visible_aborted] == [(aborted.producer, aborted.txn, 0, p, off)]
+    assert not r.ok and r.safety_counts()["visible_aborted"] == 1
+
+
+def test_partial_unknown_transaction_is_caught():
+    txns, acks, committed, uncommitted, ends = txn_history()
+    unknown = next(t for t in txns if t.outcome == UNKNOWN)
+    drop(committed, unknown.producer, unknown.txn, 2)
+    r = check_transactions(txns, acks, committed, uncommitted, ends)
+    assert [x[:5] for x in r.partial] == [(unknown.producer, unknown.txn, UNKNOWN, 2, 3)]
+    assert not r.lost_committed  # an unknown transaction's records are not "committed"
+
+
+def test_duplicate_in_either_log_is_caught():
+    txns, acks, committed, uncommitted, ends = txn_history()
+    v = committed[0][0][1]
+    committed[0].append((10_000, v))
+    uncommitted[0].append((10_000, v))
+    r = check_transactions(txns, acks, committed, uncommitted, ends)
+    assert sorted(d[1] for d in r.duplicates) == ["read_committed", "read_uncommitted"]
+
+
+def test_reordered_transactions_are_caught():
+    txns, acks, committed, uncommitted, ends = txn_history()
+    # producer 0's records in partition 0, read_committed: swap the values of its first two
+    mine = [i for i, (o, v) in enumerate(committed[0]) if decode_txn_value(v)[0] == 0]
+    i, j = mine[0], mine[1]
+    (oi, vi), (oj, vj) = committed[0][i], committed[0][j]
+    committed[0][i], committed[0][j] = (oi, vj), (oj, vi)
+    for log in (uncommitted,):
+        log[0] = [(o, {vi: vj, vj: vi}.get(v, v)) for o, v in log[0]]
+    r = check_transactions(txns, acks, committed, uncommitted, ends)
+    assert r.reordered and r.reordered[0][:2] == (0, 0)
+
+
+def test_interleaved_producers_are_not_a_reorder():
+    txns = [Txn(0, 0, (0, 0)), Txn(1, 0, (0,)), Txn(0, 1, (0,))]
+    for t in txns:
+        t.outcome = COMMITTED
+    log = {0: [(0, encode_txn_value(0, 0, 0)), (1, encode_txn_value(1, 0, 0)), (2, encode_txn_value(0, 0, 1)),
+               (4, encode_txn_value(0, 1, 0))]}
+    r = check_transactions(txns, [], log, dict(log), {0: (6, 6)})
+    assert r.ok, r.format()
+
+
+def test_phantoms_are_caught():
+    txns, acks, committed, uncommitted, ends = txn_history()
+    committed[0].append((5000, b"garbage"))
+    uncommitted[0].append((5000, b"garbage"))
+    uncommitted[1].append((5001, encode_txn_value(7, 0, 0)))  # no such transaction
+    t = txns[0]
+    wrong = (t.partitions[0] + 1) % 3
+    uncommitted[wrong].append((5002, encode_txn_value(t.producer, t.txn, 0)))  # sent elsewhere (and a duplicate)
+    r = check_transactions(txns, acks, committed, uncommitted, ends)
+    whys = sorted((x[0], x[4]) for x in r.phantoms)
+    assert whys == [
+        ("read_committed", "not a value of this workload"),
+        ("read_uncommitted", "no such transaction"),
+        ("read_uncommitted", "not a value of this workload"),
+        ("read_uncommitted", f"sent to partition {t.partitions[0]}"),
+    ]
+
+
+def test_read_committed_must_agree_with_read_uncommitted():
+    txns, acks, committed, uncommitted, ends = txn_history()
+    uncommitted[1] = uncommitted[1][1:]
+    r = check_transactions(txns, acks, committed, uncommitted, ends)
+    assert len(r.inconsistent) == 1 and r.inconsistent[0][0] == 1
+
+
+def test_hanging_transaction_is_caught_and_named():
+    txns, acks, committed, uncommitted, ends = txn_history()
+    # producer 1's last transaction never ended: its records are beyond the LSO
+    last = txns[-1]
+    for i, p in enumerate(last.partitions):
+        drop(committed, last.producer, last.txn, i)
+    last.outcome = UNKNOWN
+    last.how = "commit timed out; producer recreated"
+    first_p = last.partitions[0]
+    first_off = next(o for o, v in uncommitted[first_p] if decode_txn_value(v) == (last.producer, last.txn, 0))
+    ends[first_p] = (first_off, ends[first_p][1])
+    r = check_transactions(txns, acks, committed, uncommitted, ends)
+    assert [h[:3] for h in r.hanging] == [(first_p, first_off, ends[first_p][1])]
+    assert "the client saw unknown (commit timed out; producer recreated)" in r.hanging[0][3]
+    assert "hanging 1" in r.format()
+
+
+def test_lost_committed_beyond_a_hanging_lso_is_labelled():
+    txns, acks, committed, uncommitted, ends = txn_history()
+    last = txns[-1]
+    p = last.partitions[0]
+    off = next(o for o, v in uncommitted[p] if decode_txn_value(v) == (last.producer, last.txn, 0))
+    committed[p] = [(o, v) for o, v in committed[p] if o < off]
+    ends[p] = (off, ends[p][1])
+    r = check_transactions(txns, acks, committed, uncommitted, ends)
+    assert r.hanging and r.lost_committed
+    assert "beyond the last stable offset" in r.lost_committed[0][5]
+
+
+def test_commit_availability():
+    txns, acks, committed, uncommitted, ends = txn_history()
+    for t in txns:
+        t.t_end = t.t_begin + 0.5
+    txns[4].t_commit_called, txns[4].t_end = 104.0, 108.0  # a commit that took 4 s
+    r = check_transactions(txns, acks, committed, uncommitted, ends, producing=(100.0, 112.0))
+    assert r.longest_commit_call_s == pytest.approx(4.0)
+    assert r.longest_commit_call_of[:2] == (txns[4].producer, txns[4].txn)
+    assert r.longest_commit_gap_s > 0
