@@ -168,7 +168,30 @@ class History:
         return self.acks[-1].t_ack if self.acks else 0.0
 
 
-class ProducerWorker(threading.Thread):
+class ClientSettings:
+    """What both producer workers share: quick reconnects and metadata refreshes (failovers take seconds),
+    client errors recorded in the history, a fatal error remembered so the worker recreates its producer."""
+
+    def _client_settings(self) -> dict:
+        return {
+            "retry.backoff.ms": 100,
+            "retry.backoff.max.ms": 500,
+            "reconnect.backoff.ms": 50,
+            "reconnect.backoff.max.ms": 500,
+            "socket.connection.setup.timeout.ms": 2000,
+            "topic.metadata.refresh.interval.ms": 2000,
+            "error_cb": self._on_error,
+            "logger": self.logger,
+            **({"debug": self.cfg.client_debug} if self.cfg.client_debug else {}),
+        }
+
+    def _on_error(self, err) -> None:
+        self.history.client_errors.append((time.monotonic(), self.producer_id, f"{err}"))
+        if err.fatal():
+            self._fatal = True
+
+
+class ProducerWorker(ClientSettings, threading.Thread):
     def __init__(self, producer_id: int, bootstrap: str, topic: str, cfg: ChaosConfig, history: History,
                  stop: threading.Event, logger: logging.Logger, probe: bool = False):
         super().__init__(name=f"chaos-{'probe' if probe else 'producer'}-{producer_id}", daemon=True)
@@ -198,21 +221,8 @@ class ProducerWorker(threading.Thread):
             "linger.ms": 5,
             "message.timeout.ms": self.message_timeout_ms,
             "request.timeout.ms": self.request_timeout_ms,
-            "retry.backoff.ms": 100,
-            "retry.backoff.max.ms": 500,
-            "reconnect.backoff.ms": 50,
-            "reconnect.backoff.max.ms": 500,
-            "socket.connection.setup.timeout.ms": 2000,
-            "topic.metadata.refresh.interval.ms": 2000,
-            "error_cb": self._on_error,
-            "logger": self.logger,
-            **({"debug": self.cfg.client_debug} if self.cfg.client_debug else {}),
+            **self._client_settings(),
         }
-
-    def _on_error(self, err) -> None:
-        self.history.client_errors.append((time.monotonic(), self.producer_id, f"{err}"))
-        if err.fatal():
-            self._fatal = True
 
     def _callback(self, seq: int, partition: int):
         pid = self.producer_id
@@ -281,7 +291,7 @@ def describe_error(err) -> str:
                                                    ("abortable", err.txn_requires_abort())) if on))
 
 
-class TxnWorker(threading.Thread):
+class TxnWorker(ClientSettings, threading.Thread):
     """One transactional producer (transactional.id chaos-txn-<seed>-<i>):
     transactions of a few records on random partitions, a seeded fraction
     aborted on purpose. Every transaction is recorded (history.txns) before
@@ -333,21 +343,8 @@ class TxnWorker(threading.Thread):
             "transaction.timeout.ms": self.cfg.transaction_timeout_ms,  # message.timeout.ms is derived from it
             "linger.ms": 5,
             "request.timeout.ms": self.cfg.request_timeout_ms,
-            "retry.backoff.ms": 100,
-            "retry.backoff.max.ms": 500,
-            "reconnect.backoff.ms": 50,
-            "reconnect.backoff.max.ms": 500,
-            "socket.connection.setup.timeout.ms": 2000,
-            "topic.metadata.refresh.interval.ms": 2000,
-            "error_cb": self._on_error,
-            "logger": self.logger,
-            **({"debug": self.cfg.client_debug} if self.cfg.client_debug else {}),
+            **self._client_settings(),
         }
-
-    def _on_error(self, err) -> None:
-        self.history.client_errors.append((time.monotonic(), self.producer_id, f"{err}"))
-        if err.fatal():
-            self._fatal = True
 
     def _note(self, text: str) -> None:
         self.history.txn_events.append((time.monotonic(), self.producer_id, text))
