@@ -126,6 +126,10 @@ impl Broker {
                 registered.abort();
                 anyhow::bail!("this broker did not register with its own controller within {SINGLE_NODE_REGISTRATION_WAIT:?}");
             }
+            // The image that unfenced us also made us leader again of the partitions we alone hold; apply it
+            // now rather than when follow_metadata gets to it, or the first client could be told
+            // NOT_LEADER_OR_FOLLOWER by a broker that just said it is ready.
+            broker.reconcile().context("opening partitions")?;
         }
         Ok(broker)
     }
