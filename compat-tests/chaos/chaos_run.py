@@ -636,6 +636,11 @@ class FaultRunner:
         self.log(f"settled (ISR 3 everywhere) in {time.monotonic() - t:.2f}s")
         return True
 
+    def _kill_and_restart(self, node: int, down_s: float) -> None:
+        self._act("kill -9", self.cluster.kill, node)
+        self._sleep(down_s)
+        self._act("start", self._start, node)
+
     def run(self, fault: Fault) -> None:
         c = self.cluster
         if fault.kind == "kill_leader":
@@ -644,9 +649,7 @@ class FaultRunner:
                 self.notes.append(f"kill_leader: partition {fault.partition} had no live leader ({leader})")
                 leader = c.alive()[0]
             self.log(f"fault kill_leader: partition {fault.partition}, leader {leader}")
-            self._act("kill -9", c.kill, leader)
-            self._sleep(fault.down_s)
-            self._act("start", self._start, leader)
+            self._kill_and_restart(leader, fault.down_s)
         elif fault.kind == "kill_coordinator":
             txid = self.cfg.transactional_id(fault.producer)
             t = time.monotonic()
@@ -660,9 +663,7 @@ class FaultRunner:
                 self.notes.append(f"kill_coordinator: no live coordinator found for {txid} ({node})")
                 node = c.alive()[0]
             self.log(f"fault kill_coordinator: transactional.id {txid}, coordinator node {node}")
-            self._act("kill -9", c.kill, node)
-            self._sleep(fault.down_s)
-            self._act("start", self._start, node)
+            self._kill_and_restart(node, fault.down_s)
         elif fault.kind == "pause":
             n = fault.nodes[0]
             self.log(f"fault pause: node {n} for {fault.down_s}s")

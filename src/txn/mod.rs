@@ -317,6 +317,13 @@ impl TxnShard {
         }
     }
 
+    /// The metadata of `transactional_id` if the client's producer id and epoch are its current ones.
+    fn producer_txn(&mut self, transactional_id: &str, producer_id: i64, producer_epoch: i16) -> Result<&mut TxnMetadata, TxnError> {
+        let txn = self.txns.get_mut(transactional_id).ok_or(TxnError::InvalidProducerIdMapping)?;
+        txn.check_producer(producer_id, producer_epoch)?;
+        Ok(txn)
+    }
+
     /// AddPartitionsToTxn / AddOffsetsToTxn: adds `partitions` to the producer's transaction, starting it.
     pub fn add_partitions(
         &mut self,
@@ -326,12 +333,10 @@ impl TxnShard {
         partitions: &[(String, i32)],
         now_ms: i64,
     ) -> Step<Result<(), TxnError>> {
-        let Some(txn) = self.txns.get_mut(transactional_id) else {
-            return Step::reply(Err(TxnError::InvalidProducerIdMapping));
+        let txn = match self.producer_txn(transactional_id, producer_id, producer_epoch) {
+            Ok(txn) => txn,
+            Err(e) => return Step::reply(Err(e)),
         };
-        if let Err(e) = txn.check_producer(producer_id, producer_epoch) {
-            return Step::reply(Err(e));
-        }
         match txn.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
                 return Step::reply(Err(TxnError::ConcurrentTransactions))
@@ -360,12 +365,10 @@ impl TxnShard {
         commit: bool,
         now_ms: i64,
     ) -> Step<Result<(), TxnError>> {
-        let Some(txn) = self.txns.get_mut(transactional_id) else {
-            return Step::reply(Err(TxnError::InvalidProducerIdMapping));
+        let txn = match self.producer_txn(transactional_id, producer_id, producer_epoch) {
+            Ok(txn) => txn,
+            Err(e) => return Step::reply(Err(e)),
         };
-        if let Err(e) = txn.check_producer(producer_id, producer_epoch) {
-            return Step::reply(Err(e));
-        }
         let outcome = match (txn.state, commit) {
             (TxnState::Ongoing, _) => None,
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Some(Ok(())),
